@@ -1,0 +1,5 @@
+import sys
+
+from segrefiner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""Reading images and masks with clear errors, and atomic writes.
+
+Conventions used across the project:
+- images are ``H x W x 3`` ``uint8`` arrays in **RGB** order;
+- masks are ``H x W`` arrays; on read, a mask file is converted to grayscale and binarised with
+  ``value >= 128`` (the official scripts' rule), giving ``bool``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segrefiner.errors import InputError
+
+# BIG images reach 5000 x 3600; DIS images can be larger. PIL's bomb guard would reject some.
+Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
+
+MASK_THRESHOLD = 128
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` ``uint8`` RGB (grayscale/RGBA are converted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image ({exc})") from exc
+
+
+def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask file as ``H x W`` ``bool`` (grayscale ``>= 128`` is foreground).
+
+    ``shape`` (H, W), when given, must match the mask's size, else :class:`InputError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: mask file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = np.asarray(im.convert("L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable mask ({exc})") from exc
+    if shape is not None and gray.shape != tuple(shape):
+        raise InputError(
+            f"{path}: mask size {gray.shape[1]}x{gray.shape[0]} (WxH) differs from the image "
+            f"size {shape[1]}x{shape[0]}"
+        )
+    return gray >= MASK_THRESHOLD
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The temporary file keeps the target's suffix so writers that pick a format from the
+    extension (PIL, cv2) still work. On error the temporary file is removed and ``path`` is
+    untouched, so an interrupted run never leaves a half-written output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write a binary mask atomically as an 8-bit PNG with values 0/255."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(f"{path}: a mask must be 2-D (H x W), got shape {mask.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=indent)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, naming the file in the error when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: JSON file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed JSON ({exc})") from exc
+
+
+def resolve_under(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """Join ``relative`` onto ``root`` and refuse results that leave ``root``."""
+    root_path = Path(root).resolve()
+    candidate = (root_path / relative).resolve()
+    if candidate != root_path and root_path not in candidate.parents:
+        raise InputError(f"{relative}: path resolves outside the data root {root_path}")
+    return candidate

@@ -1,0 +1,1 @@
+"""Metrics: IoU, mBA, boundary IoU, mask AP and boundary AP."""

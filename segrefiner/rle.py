@@ -1,0 +1,120 @@
+"""COCO run-length encoding (RLE) of binary masks, with validation.
+
+The one place where masks are encoded and decoded for COCO-format results and annotations.
+Encoded RLE follows pycocotools: ``{"size": [H, W], "counts": str}`` (compressed counts as an
+ASCII string, column-major). Uncompressed RLE (``counts`` a list of ints) and polygons are
+accepted on decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from segrefiner.errors import InputError
+
+
+def encode(mask: np.ndarray) -> dict[str, Any]:
+    """Encode an ``H x W`` binary mask as compressed RLE with ``counts`` as ``str``."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(f"a mask to encode must be 2-D (H x W), got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, copy=False)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Encode an ``N x H x W`` stack of binary masks (one pycocotools call)."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise InputError(f"masks to encode must be N x H x W, got shape {masks.shape}")
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8, copy=False)))
+    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def to_rle(segmentation: Any, height: int, width: int, item: str = "segmentation") -> dict[str, Any]:
+    """Normalise a COCO ``segmentation`` (compressed/uncompressed RLE or polygons) to compressed
+    RLE of size ``(height, width)``, as pycocotools wants it (``counts`` as bytes).
+
+    ``item`` names the entry in error messages (e.g. ``"results.json[12]"``).
+    """
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        counts = segmentation.get("counts")
+        if not (isinstance(size, list | tuple) and len(size) == 2 and counts is not None):
+            raise InputError(f"{item}: malformed RLE (needs 'size' [H, W] and 'counts')")
+        if [int(size[0]), int(size[1])] != [int(height), int(width)]:
+            raise InputError(
+                f"{item}: RLE size {size[0]}x{size[1]} (HxW) differs from the image size "
+                f"{height}x{width}"
+            )
+        if isinstance(counts, list):
+            if not all(isinstance(c, int | np.integer) and c >= 0 for c in counts):
+                raise InputError(f"{item}: malformed RLE (uncompressed counts must be non-negative ints)")
+            if sum(counts) != int(height) * int(width):
+                raise InputError(
+                    f"{item}: malformed RLE (counts sum to {sum(counts)}, expected {height * width})"
+                )
+            return mask_utils.frPyObjects(segmentation, int(height), int(width))
+        if isinstance(counts, str):
+            counts = counts.encode("ascii", errors="strict")
+        if not isinstance(counts, bytes):
+            raise InputError(f"{item}: malformed RLE ('counts' must be a string or a list)")
+        rle = {"size": [int(height), int(width)], "counts": counts}
+        _check_compressed(rle, item)
+        return rle
+    if isinstance(segmentation, list):
+        polys = [p for p in segmentation if isinstance(p, list | tuple)]
+        if len(polys) != len(segmentation) or not polys:
+            raise InputError(f"{item}: malformed polygons (expected a non-empty list of coordinate lists)")
+        for p in polys:
+            if len(p) < 6 or len(p) % 2 or not all(np.isfinite(float(v)) for v in p):
+                raise InputError(f"{item}: malformed polygon (needs >= 3 finite x,y pairs)")
+        return mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in polys], int(height), int(width)))
+    raise InputError(f"{item}: unsupported segmentation type {type(segmentation).__name__}")
+
+
+def _check_compressed(rle: dict[str, Any], item: str) -> None:
+    # pycocotools decodes garbage counts without complaint; re-derive the pixel total instead.
+    counts = rle["counts"]
+    total, pos, prev_vals = 0, 0, []
+    h, w = rle["size"]
+    try:
+        while pos < len(counts):
+            x, k, more = 0, 0, True
+            while more:
+                c = counts[pos] - 48
+                if c < 0 or c > 63:
+                    raise ValueError("bad character")
+                x |= (c & 0x1F) << (5 * k)
+                more = bool(c & 0x20)
+                pos += 1
+                k += 1
+                if not more and (c & 0x10):
+                    x |= -1 << (5 * k)
+                if more and pos >= len(counts):
+                    raise ValueError("truncated")
+            if len(prev_vals) > 2:
+                x += prev_vals[-2]
+            prev_vals.append(x)
+            if x < 0:
+                raise ValueError("negative run")
+            total += x
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"{item}: malformed RLE counts ({exc})") from None
+    if total != h * w:
+        raise InputError(f"{item}: malformed RLE (runs cover {total} pixels, expected {h * w})")
+
+
+def decode(segmentation: Any, height: int, width: int, item: str = "segmentation") -> np.ndarray:
+    """Decode a COCO segmentation to an ``H x W`` ``bool`` mask (validated, see :func:`to_rle`)."""
+    return mask_utils.decode(to_rle(segmentation, height, width, item)).astype(bool)
+
+
+def area(segmentation: Any, height: int, width: int, item: str = "segmentation") -> int:
+    """Pixel count of a COCO segmentation without decoding it."""
+    return int(mask_utils.area(to_rle(segmentation, height, width, item)))
