@@ -22,7 +22,10 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
     if mask.ndim != 2:
         raise InputError(f"a mask to encode must be 2-D (H x W), got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, copy=False)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
@@ -32,11 +35,18 @@ def encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
         raise InputError(f"masks to encode must be N x H x W, got shape {masks.shape}")
     if len(masks) == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8, copy=False)))
-    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in rles]
+    rles = mask_utils.encode(
+        np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8, copy=False))
+    )
+    return [
+        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+        for r in rles
+    ]
 
 
-def to_rle(segmentation: Any, height: int, width: int, item: str = "segmentation") -> dict[str, Any]:
+def to_rle(
+    segmentation: Any, height: int, width: int, item: str = "segmentation"
+) -> dict[str, Any]:
     """Normalise a COCO ``segmentation`` (compressed/uncompressed RLE or polygons) to compressed
     RLE of size ``(height, width)``, as pycocotools wants it (``counts`` as bytes).
 
@@ -54,7 +64,9 @@ def to_rle(segmentation: Any, height: int, width: int, item: str = "segmentation
             )
         if isinstance(counts, list):
             if not all(isinstance(c, int | np.integer) and c >= 0 for c in counts):
-                raise InputError(f"{item}: malformed RLE (uncompressed counts must be non-negative ints)")
+                raise InputError(
+                    f"{item}: malformed RLE (uncompressed counts must be non-negative ints)"
+                )
             if sum(counts) != int(height) * int(width):
                 raise InputError(
                     f"{item}: malformed RLE (counts sum to {sum(counts)}, expected {height * width})"
@@ -70,11 +82,15 @@ def to_rle(segmentation: Any, height: int, width: int, item: str = "segmentation
     if isinstance(segmentation, list):
         polys = [p for p in segmentation if isinstance(p, list | tuple)]
         if len(polys) != len(segmentation) or not polys:
-            raise InputError(f"{item}: malformed polygons (expected a non-empty list of coordinate lists)")
+            raise InputError(
+                f"{item}: malformed polygons (expected a non-empty list of coordinate lists)"
+            )
         for p in polys:
             if len(p) < 6 or len(p) % 2 or not all(np.isfinite(float(v)) for v in p):
                 raise InputError(f"{item}: malformed polygon (needs >= 3 finite x,y pairs)")
-        return mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in polys], int(height), int(width)))
+        return mask_utils.merge(
+            mask_utils.frPyObjects([list(map(float, p)) for p in polys], int(height), int(width))
+        )
     raise InputError(f"{item}: unsupported segmentation type {type(segmentation).__name__}")
 
 

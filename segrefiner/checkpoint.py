@@ -1,0 +1,224 @@
+"""Loading and saving models.
+
+One entry point, :func:`load_model`, accepts:
+
+- a preset name (``"official"``, ``"small"``, ``"tiny"``): a randomly initialised network;
+- an official released ``.pth`` file as it is: a bare state dict with ``denoise_model.*``
+  tensors plus the two frozen ``loss_texture.sobel.*`` kernels (accepted and ignored);
+- wrappers ``{"state_dict": ...}`` and ``module.`` prefixes (DDP);
+- this project's self-describing checkpoints (:func:`save_checkpoint`): format tag, model
+  config, weights, library version and free-form metadata.
+
+Files are always read with ``torch.load(..., weights_only=True)`` and matched strictly.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segrefiner import __version__
+from segrefiner.errors import CheckpointError
+from segrefiner.io import atomic_path
+from segrefiner.model import PRESETS, DenoiseUNet, UNetConfig, get_preset
+
+FORMAT = "segrefiner"
+FORMAT_VERSION = 1
+OFFICIAL_PREFIX = "denoise_model."
+IGNORED_PREFIXES = ("loss_texture.",)  # frozen Sobel kernels of the official training loss
+SOBEL_X = [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+SOBEL_Y = [[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint file safely (``weights_only=True``) and return it as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on garbage (KeyError, EOFError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: not a checkpoint (top level is {type(obj).__name__})")
+    return dict(obj)
+
+
+def extract_state_dict(
+    obj: Mapping[str, Any], source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Network weights of any accepted format, with names as in :class:`DenoiseUNet`."""
+    if obj.get("format") == FORMAT:
+        state = obj.get("state_dict")
+    elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        state = obj["state_dict"]
+    else:
+        state = obj
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{source}: no weights found")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: entry {key!r} is not a tensor (not a state dict?)")
+        name = key.removeprefix("module.")
+        if name.startswith(IGNORED_PREFIXES):
+            continue
+        out[name.removeprefix(OFFICIAL_PREFIX)] = value
+    return out
+
+
+def load_weights(model: DenoiseUNet, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model`` strictly; the error lists every mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_preview(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_preview(unexpected)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches: {_preview(shapes)}")
+        raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def _preview(items: list[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> UNetConfig:
+    """The preset that fits ``state`` (official files carry no config): the one sharing the
+    most (name, shape) pairs, so a damaged file is reported against the network it was meant
+    for."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+
+    def agreement(item: tuple[str, UNetConfig]) -> int:
+        model_shapes = _preset_shapes(*item)
+        return sum(model_shapes.get(k) == shape for k, shape in shapes.items())
+
+    return max(PRESETS.items(), key=agreement)[1]
+
+
+_SHAPE_CACHE: dict[str, dict[str, tuple[int, ...]]] = {}
+
+
+def _preset_shapes(name: str, config: UNetConfig) -> dict[str, tuple[int, ...]]:
+    if name not in _SHAPE_CACHE:
+        with torch.device("meta"):
+            model = DenoiseUNet(config)
+        _SHAPE_CACHE[name] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return _SHAPE_CACHE[name]
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[DenoiseUNet, dict[str, Any]]:
+    """Load a checkpoint file into a CPU model in eval mode; returns ``(model, metadata)``.
+
+    ``metadata`` holds ``format`` (``"segrefiner"`` or ``"official"``), ``preset``/``config``
+    and, for this project's files, the saved ``meta`` dict (e.g. training step, inference
+    settings).
+    """
+    obj = read_checkpoint(path)
+    state = extract_state_dict(obj, str(path))
+    if obj.get("format") == FORMAT:
+        version = obj.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: unsupported checkpoint format version {version!r}")
+        config = UNetConfig.from_dict(dict(obj.get("model_config", {})))
+        meta = {
+            "format": FORMAT,
+            "preset": obj.get("preset"),
+            "library_version": obj.get("library_version"),
+            **dict(obj.get("meta") or {}),
+        }
+    else:
+        config = infer_config(state)
+        meta = {"format": "official", "preset": _preset_name(config)}
+    model = DenoiseUNet(config)
+    load_weights(model, state, str(path))
+    meta["config"] = config
+    return model.eval(), meta
+
+
+def _preset_name(config: UNetConfig) -> str | None:
+    return next((name for name, cfg in PRESETS.items() if cfg == config), None)
+
+
+def load_model(
+    path_or_preset: str | os.PathLike, device: str | torch.device = "cpu"
+) -> DenoiseUNet:
+    """A ready-to-run network in eval mode on ``device``.
+
+    ``path_or_preset``: a checkpoint file (official or this project's) or a preset name
+    (randomly initialised; for tests and benchmarks). The model's forward is
+    ``(x: float (B, 4, H, W), t: long (B,)) -> logits (B, 1, H, W)``.
+    """
+    if (
+        isinstance(path_or_preset, str)
+        and path_or_preset in PRESETS
+        and not Path(path_or_preset).exists()
+    ):
+        model = DenoiseUNet(get_preset(path_or_preset)).eval()
+    else:
+        model, _ = load_checkpoint(path_or_preset)
+    return model.to(device)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: DenoiseUNet,
+    meta: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write this project's self-describing checkpoint atomically.
+
+    ``meta`` (JSON-like: str/int/float/bool/list/dict) travels with the weights and comes back
+    from :func:`load_checkpoint`; ``extra`` adds top-level entries (e.g. optimizer state for
+    resuming training), which must also load with ``weights_only=True``.
+    """
+    module = getattr(model, "module", model)  # unwrap DDP
+    obj: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "preset": _preset_name(module.config),
+        "model_config": module.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    if extra:
+        clash = set(extra) & set(obj)
+        if clash:
+            raise ValueError(f"extra entries clash with checkpoint fields: {sorted(clash)}")
+        obj.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def export_official(path: str | os.PathLike, model: DenoiseUNet) -> None:
+    """Write the weights in the official released format (a bare state dict with the
+    ``denoise_model.`` prefix and the two frozen Sobel kernels), loadable by the official code
+    with ``strict=True``."""
+    module = getattr(model, "module", model)
+    state: dict[str, torch.Tensor] = {
+        OFFICIAL_PREFIX + k: v.detach().cpu().float() for k, v in module.state_dict().items()
+    }
+    state["loss_texture.sobel.conv_x.weight"] = torch.tensor(SOBEL_X).div(4.0).view(1, 1, 3, 3)
+    state["loss_texture.sobel.conv_y.weight"] = torch.tensor(SOBEL_Y).div(4.0).view(1, 1, 3, 3)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

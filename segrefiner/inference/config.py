@@ -1,0 +1,40 @@
+"""Inference settings (spec §5, the official ``test_cfg`` values as defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from segrefiner.errors import InputError
+
+# ImageNet statistics on the 0-255 scale, RGB order (the official ``img_norm_cfg``).
+IMAGE_MEAN = (123.675, 116.28, 103.53)
+IMAGE_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a refiner runs. Defaults are the official LR (instance) and HR (semantic) settings."""
+
+    model_size: int = 256  # side of the square network input
+    batch_size: int = 32  # instances / patches per network call (official ``batch_max``)
+    # instance (LR) mode
+    pad_width: int = 20  # pixels added around the coarse mask's box before cropping
+    area_thr: int = 512  # instances with fewer coarse pixels are passed through unrefined
+    # semantic (HR) mode
+    patch_size: int = 256  # native-resolution side of a local patch
+    fine_prob_thr: float = 0.9  # patches centre on points with fine_prob < thr * max(fine_prob)
+    iou_thr: float = 0.3  # NMS threshold between patch boxes
+    min_foreground: int = 128  # coarse masks with at most this many pixels give an empty mask
+
+    def replace(self, **changes: Any) -> InferenceConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InferenceConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise InputError(f"unknown inference settings: {sorted(unknown)}")
+        return cls(**values)

@@ -1,0 +1,124 @@
+"""The public API: refine masks with numpy in and numpy out.
+
+::
+
+    from segrefiner import Refiner
+    refiner = Refiner.from_checkpoint("segrefiner_hr_latest.pth", device="cuda", seed=0)
+    fine = refiner.refine(image, coarse)              # semantic / HR path
+    fines = refiner.refine_instances(image, coarses)  # instance / LR path
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segrefiner.checkpoint import load_checkpoint
+from segrefiner.diffusion import DiscreteDiffusion
+from segrefiner.errors import InputError
+from segrefiner.inference.config import InferenceConfig
+from segrefiner.inference.instance import refine_instances
+from segrefiner.inference.seeding import item_generator
+from segrefiner.inference.semantic import refine_semantic
+from segrefiner.model import PRESETS, DenoiseUNet, get_preset
+
+
+class Refiner:
+    """Refines coarse binary masks with a SegRefiner network.
+
+    ``seed``: with an int, every output is reproducible and an item's result depends only on
+    (seed, item key), not on what else is refined with it; ``None`` draws a fresh seed.
+    """
+
+    def __init__(
+        self,
+        model: DenoiseUNet,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        config: InferenceConfig | None = None,
+        diffusion: DiscreteDiffusion | None = None,
+    ):
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("device 'cuda' requested but CUDA is not available")
+        self.model = model.to(self.device).eval()
+        self.seed = secrets.randbits(63) if seed is None else int(seed)
+        self.config = config or InferenceConfig()
+        self.diffusion = diffusion or DiscreteDiffusion(num_steps=model.config.num_timesteps)
+        if self.config.model_size % model.config.size_multiple:
+            raise InputError(
+                f"model_size {self.config.model_size} is not a multiple of "
+                f"{model.config.size_multiple}"
+            )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path_or_preset: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        config: InferenceConfig | None = None,
+    ) -> Refiner:
+        """Build from a checkpoint file (official or this project's) or a preset name.
+
+        A checkpoint of this project may carry inference settings (``meta["inference"]``, e.g.
+        a demo model trained at another ``model_size``); an explicit ``config`` wins.
+        """
+        if (
+            isinstance(path_or_preset, str)
+            and path_or_preset in PRESETS
+            and not Path(path_or_preset).exists()
+        ):
+            model = DenoiseUNet(get_preset(path_or_preset))
+            saved = None
+        else:
+            model, meta = load_checkpoint(path_or_preset)
+            saved = meta.get("inference")
+        if config is None:
+            config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
+        return cls(model, device=device, seed=seed, config=config)
+
+    def _generators(self, keys: Sequence[object]) -> list[torch.Generator]:
+        return [item_generator(self.seed, key) for key in keys]
+
+    def refine(self, image: np.ndarray, coarse: np.ndarray, key: object = 0) -> np.ndarray:
+        """Refine one mask over the whole image (semantic / HR path: global + local steps).
+
+        ``image``: (H, W, 3) uint8 RGB. ``coarse``: (H, W) binary (bool, {0, 1}, {0, 255} or
+        float probabilities thresholded at 0.5). ``key``: the item's identity for seeding.
+        Returns (H, W) bool.
+        """
+        (generator,) = self._generators([key])
+        return refine_semantic(
+            self.model, self.diffusion, image, coarse, generator, self.config, self.device
+        )
+
+    def refine_instances(
+        self, image: np.ndarray, coarses: np.ndarray, keys: Sequence[object] | None = None
+    ) -> np.ndarray:
+        """Refine instance masks of one image (instance / LR path: one crop per instance).
+
+        ``image``: (H, W, 3) uint8 RGB. ``coarses``: (N, H, W) binary. ``keys``: one identity
+        per instance for seeding (default: its index). Instances with fewer than
+        ``config.area_thr`` pixels come back unchanged. Returns (N, H, W) bool.
+        """
+        coarses = np.asarray(coarses)
+        if coarses.ndim != 3:
+            raise InputError(f"coarses: expected N x H x W masks, got shape {coarses.shape}")
+        keys = list(range(len(coarses))) if keys is None else list(keys)
+        if len(keys) != len(coarses):
+            raise InputError(f"{len(keys)} keys for {len(coarses)} masks")
+        return refine_instances(
+            self.model,
+            self.diffusion,
+            image,
+            coarses,
+            self._generators(keys),
+            self.config,
+            self.device,
+        )

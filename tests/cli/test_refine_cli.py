@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segrefiner.checkpoint import save_checkpoint
+from segrefiner.cli import main
+from segrefiner.io import read_mask, write_mask
+from segrefiner.model import build_unet
+from tests.conftest import blob_mask
+
+
+@pytest.fixture
+def pair(tmp_path: Path, photo) -> tuple[Path, Path]:
+    image = tmp_path / "astronaut.jpg"
+    Image.fromarray(photo).save(image, quality=92)
+    mask = tmp_path / "astronaut.png"
+    write_mask(mask, blob_mask(photo.shape[:2], (200, 190), 90))
+    return image, mask
+
+
+@pytest.mark.parametrize("mode", ["semantic", "instance"])
+def test_refine_one_photo_with_a_preset(pair, tmp_path: Path, mode: str, capsys) -> None:
+    image, mask = pair
+    out = tmp_path / "out" / "refined.png"
+    args = ["refine", "--checkpoint", "tiny", "--image", str(image), "--mask", str(mask)]
+    assert main([*args, "-o", str(out), "--mode", mode, "--device", "cpu", "--seed", "3"]) == 0
+    refined = read_mask(out)
+    assert refined.shape == (384, 384)
+    assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 255}
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_refine_with_a_checkpoint_file(pair, tmp_path: Path) -> None:
+    image, mask = pair
+    ckpt = tmp_path / "demo_tiny.pt"
+    save_checkpoint(ckpt, build_unet("tiny"))
+    out1, out2 = tmp_path / "a.png", tmp_path / "b.png"
+    base = ["refine", "--checkpoint", str(ckpt), "--image", str(image), "--mask", str(mask)]
+    assert main([*base, "-o", str(out1)]) == 0
+    assert main([*base, "-o", str(out2)]) == 0
+    assert np.array_equal(read_mask(out1), read_mask(out2))  # seeded by default
+
+
+def test_folder_form_reports_bad_items_and_resumes(tmp_path: Path, photo, capsys) -> None:
+    images, masks, out = tmp_path / "im", tmp_path / "gt", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(photo).save(images / f"{name}.jpg")
+    write_mask(masks / "a.png", blob_mask(photo.shape[:2], (200, 190), 90))
+    write_mask(masks / "b.png", np.zeros((10, 10), bool))  # wrong size
+    # c has no mask
+    args = [
+        "refine",
+        "--checkpoint",
+        "tiny",
+        "--images",
+        str(images),
+        "--masks",
+        str(masks),
+        "-o",
+        str(out),
+    ]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "refined 1, kept 0 existing, failed 2" in captured.out
+    assert "b.png: mask size 10x10" in captured.err
+    assert "no mask with stem 'c'" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert main(args) == 1
+    assert "refined 0, kept 1 existing, failed 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--checkpoint", "missing.pth", "--image", "IMG", "--mask", "MASK"],
+            "checkpoint file not found",
+        ),
+        (
+            ["--checkpoint", "tiny", "--image", "nope.jpg", "--mask", "MASK"],
+            "nope.jpg: image file not found",
+        ),
+        (
+            ["--checkpoint", "tiny", "--image", "IMG", "--mask", "SMALL"],
+            "differs from the image size",
+        ),
+        (["--checkpoint", "tiny", "--image", "IMG"], "--image and --mask go together"),
+        (["--checkpoint", "tiny", "--images", "EMPTY", "--masks", "EMPTY"], "no images found"),
+    ],
+)
+def test_errors_print_one_line_and_exit_non_zero(
+    pair, tmp_path: Path, extra, message, capsys
+) -> None:
+    image, mask = pair
+    small = tmp_path / "small.png"
+    write_mask(small, np.ones((20, 20), bool))
+    (tmp_path / "empty").mkdir()
+    subst = {
+        "IMG": str(image),
+        "MASK": str(mask),
+        "SMALL": str(small),
+        "EMPTY": str(tmp_path / "empty"),
+    }
+    argv = ["refine", *[subst.get(a, a) for a in extra], "-o", str(tmp_path / "o.png")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_unreadable_image(tmp_path: Path, pair, capsys) -> None:
+    _, mask = pair
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    argv = [
+        "refine",
+        "--checkpoint",
+        "tiny",
+        "--image",
+        str(bad),
+        "--mask",
+        str(mask),
+        "-o",
+        str(tmp_path / "o.png"),
+    ]
+    assert main(argv) == 2
+    assert "bad.jpg: unreadable image" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "segrefiner", "refine", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "--checkpoint" in proc.stdout

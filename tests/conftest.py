@@ -1,0 +1,70 @@
+"""Shared fixtures: real photographs, synthetic masks, the official network built once."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photograph shipped with scikit-image: (384, 384, 3) uint8 RGB."""
+    from skimage import data
+
+    return cv2.resize(data.astronaut(), (384, 384), interpolation=cv2.INTER_AREA)
+
+
+def blob_mask(
+    shape: tuple[int, int], center: tuple[int, int], radius: int, seed: int = 0
+) -> np.ndarray:
+    """A star-like blob with a concavity: (H, W) bool."""
+    rng = np.random.default_rng(seed)
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    radii = radius * (
+        1 + 0.25 * np.sin(3 * angles + rng.uniform(0, 6)) + 0.05 * rng.standard_normal(48)
+    )
+    pts = np.stack([center[0] + radii * np.cos(angles), center[1] + radii * np.sin(angles)], 1)
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [pts.round().astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+@pytest.fixture(scope="session")
+def golden_weights() -> dict[str, torch.Tensor]:
+    """The official network's parameters filled as GOLDEN.md describes (names without prefix)."""
+    from segrefiner.model import DenoiseUNet, get_preset
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in DenoiseUNet(get_preset("official")).state_dict().items()}
+    state = {}
+    for key, shape in shapes.items():
+        name = "denoise_model." + key
+        gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        draw = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if name.endswith("weight") and len(shape) == 1:
+            value = 1.0 + 0.1 * draw
+        elif len(shape) == 1:
+            value = 0.05 * draw
+        elif name.endswith("time_embed.weight"):
+            value = draw
+        else:
+            value = draw / (draw[0].numel() ** 0.5)
+        state[key] = value.float()
+    return state
+
+
+@pytest.fixture(scope="session")
+def official_model(golden_weights):
+    """The official preset with the golden weights, built once per session (118.6 M params)."""
+    from segrefiner.model import build_unet
+
+    model = build_unet("official").eval()
+    model.load_state_dict(golden_weights)
+    return model

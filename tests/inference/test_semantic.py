@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segrefiner import Refiner
+from segrefiner.inference import InferenceConfig
+from segrefiner.inference.semantic import mixed_boxes, nms_boxes, propose_patches, stitch_patches
+from tests.conftest import blob_mask
+from tests.inference.test_instance import oracle_model
+
+
+def test_nms_keeps_best_and_drops_overlaps() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [5, 0, 15, 10]])
+    scores = np.array([0.5, 0.9, 0.3, 0.9])
+    # 1 and 3 tie at 0.9: the lower index wins; 0 overlaps 1 (IoU 0.82) and goes; 3 overlaps
+    # 1 with IoU 6/14 = 0.43 > 0.3 and goes; 2 is alone.
+    assert nms_boxes(boxes, scores, 0.3).tolist() == [1, 2]
+    assert nms_boxes(boxes, scores, 0.5).tolist() == [1, 3, 2]
+
+
+def test_propose_patches_maps_points_and_shifts_boxes() -> None:
+    fine_prob = np.full((8, 8), 0.8)
+    fine_prob[0, 0] = 0.1  # corner: box shifted inside
+    fine_prob[4, 6] = 0.2  # interior
+    cfg = InferenceConfig(model_size=8, patch_size=256)
+    boxes = propose_patches(fine_prob, 1000, 2000, cfg)
+    # (0,0) -> (0,0): box [0,256); (4,6) -> y = 4*1000//8 = 500, x = 6*2000//8 = 1500
+    assert boxes.tolist() == [[0, 0, 256, 256], [1372, 372, 1628, 628]]
+    assert propose_patches(np.full((8, 8), 0.8), 1000, 2000, cfg).shape == (0, 4)
+    # near the bottom border: y = 875 -> [747, 1003) shifted to end at 1000
+    fine_prob = np.full((8, 8), 0.8)
+    fine_prob[7, 7] = 0.0
+    assert propose_patches(fine_prob, 1000, 2000, cfg).tolist() == [[1622, 744, 1878, 1000]]
+
+
+def test_mixed_boxes() -> None:
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask[:, 5:] = True
+    boxes = np.array([[0, 0, 5, 5], [5, 0, 10, 10], [3, 3, 8, 8]])
+    assert mixed_boxes(mask, boxes).tolist() == [False, False, True]
+
+
+def test_stitch_averages_overlaps() -> None:
+    global_mask = torch.zeros(4, 6, dtype=torch.bool)
+    global_mask[0, 0] = True
+    probs = torch.stack([torch.full((1, 4, 4), 0.8), torch.full((1, 4, 4), 0.1)])
+    boxes = np.array([[1, 0, 5, 4], [2, 0, 6, 4]])
+    out = stitch_patches(global_mask, probs, boxes)
+    assert out[:, 0].tolist() == [True, False, False, False]  # uncovered: global mask
+    assert out[:, 1].all()  # only patch 1: 0.8
+    assert not out[:, 2:5].any()  # mean 0.45
+    assert not out[:, 5].any()  # only patch 2: 0.1
+
+
+def test_oracle_model_recovers_a_high_resolution_object() -> None:
+    """Global pass at 256 is blocky; local patches at native resolution must fix boundaries."""
+    import cv2
+    from skimage import data
+
+    photo = cv2.resize(data.coffee(), (1024, 768))
+    gt = blob_mask((768, 1024), (500, 380), 260, seed=3)
+    photo[..., 0] = np.where(gt, 255, 0)
+    coarse = np.roll(gt, (6, -5), axis=(0, 1))
+    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    refiner.model = oracle_model
+    out = refiner.refine(photo, coarse)
+    errors = (out != gt).sum()
+    assert errors < 0.1 * (coarse != gt).sum(), errors
+
+
+def test_tiny_preset_semantic_runs_and_is_seeded(photo) -> None:
+    refiner = Refiner.from_checkpoint("tiny", seed=3)
+    mask = blob_mask(photo.shape[:2], (200, 190), 100)
+    out = refiner.refine(photo, mask)
+    assert out.shape == photo.shape[:2] and out.dtype == bool
+    assert np.array_equal(out, refiner.refine(photo, mask))
+
+
+def test_empty_coarse_mask_gives_empty_output_with_warning(photo) -> None:
+    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[:10, :10] = True  # 100 px <= 128
+    with pytest.warns(UserWarning, match="empty mask"):
+        out = refiner.refine(photo, mask)
+    assert not out.any()
+
+
+def test_small_image_uses_a_smaller_patch() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
+    mask = blob_mask((160, 200), (100, 80), 50)
+    out = Refiner.from_checkpoint("tiny", seed=0).refine(image, mask)
+    assert out.shape == (160, 200)
