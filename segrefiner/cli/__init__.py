@@ -17,6 +17,7 @@ from segrefiner.errors import SegRefinerError
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = [
     "segrefiner.cli.refine",
+    "segrefiner.cli.data",
 ]
 
 

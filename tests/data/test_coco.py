@@ -22,6 +22,9 @@ from segrefiner.data.coco import (
 )
 from segrefiner.errors import InputError
 
+# pycocotools 2.0.11 trips numpy 2's __array__(copy=...) deprecation on every decode.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 H, W = 20, 30
 
 
