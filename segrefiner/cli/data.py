@@ -62,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images", type=Path, default=None, help="image root: also check the image files exist"
     )
     check.add_argument("--lvis", action="store_true", help="the annotation file is LVIS format")
+    check.add_argument(
+        "--coco-categories",
+        action="store_true",
+        help="accept any of the 80 COCO category ids (e.g. against the cocofied LVIS val)",
+    )
     check.set_defaults(func=run_check)
 
 
@@ -98,12 +103,19 @@ def run_cocofy(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from segrefiner.data.coco import load_coco_instances, load_segmentor_results
+    from segrefiner.data.coco import (
+        COCO_CATEGORY_IDS,
+        load_coco_instances,
+        load_segmentor_results,
+    )
     from segrefiner.data.lvis import load_lvis
 
     loader = load_lvis if args.lvis else load_coco_instances
     annotations = loader(args.ann, args.images)
-    results = load_segmentor_results(args.results, annotations, strict=False)
+    category_ids = COCO_CATEGORY_IDS if args.coco_categories else None
+    results = load_segmentor_results(
+        args.results, annotations, strict=False, category_ids=category_ids
+    )
     print(
         f"{args.results}: {results.num_entries} entries, {results.num_detections} good on "
         f"{len(results)} images, {len(results.rejected)} bad"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,12 @@ from segrefiner import io, rle
 from segrefiner.errors import InputError
 
 COCO_URL_PREFIXES = ("http://images.cocodataset.org/", "https://images.cocodataset.org/")
+
+# The 80 (non-contiguous) COCO category ids.
+COCO_CATEGORY_IDS: tuple[int, ...] = (
+    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70,
+    *range(72, 83), *range(84, 91),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -428,10 +434,13 @@ def parse_segmentor_results(
     *,
     source: str = "<memory>",
     strict: bool = True,
+    category_ids: Collection[int] | None = None,
 ) -> SegmentorResults:
     """Check a parsed COCO results list against ``annotations`` and group it by image.
 
-    Each entry needs ``image_id`` (known image), ``category_id`` (known category), ``bbox``
+    Each entry needs ``image_id`` (known image), ``category_id`` (one of ``category_ids``,
+    by default the annotation file's categories; pass :data:`COCO_CATEGORY_IDS` when the image
+    list is the cocofied LVIS val, which lists only the categories that occur), ``bbox``
     (``[x, y, w, h]``, finite, ``w, h >= 0``), ``score`` (finite, in ``[0, 1]``) and
     ``segmentation`` (RLE or polygons, valid, RLE size equal to the image size).
     ``strict=True`` raises :class:`InputError` at the first bad entry; ``strict=False`` collects
@@ -441,11 +450,12 @@ def parse_segmentor_results(
         raise InputError(
             f"{source}: a results file must be a JSON list, got {type(entries).__name__}"
         )
+    known = frozenset(annotations.categories if category_ids is None else category_ids)
     groups: dict[int, list[Detection]] = {}
     rejected: list[RejectedEntry] = []
     for index, entry in enumerate(entries):
         try:
-            det = _detection(entry, index, annotations, f"{source}[{index}]")
+            det = _detection(entry, index, annotations, known, f"{source}[{index}]")
         except InputError as exc:
             if strict:
                 raise
@@ -463,16 +473,24 @@ def parse_segmentor_results(
 
 
 def load_segmentor_results(
-    path: str | os.PathLike, annotations: InstanceSet, *, strict: bool = True
+    path: str | os.PathLike,
+    annotations: InstanceSet,
+    *,
+    strict: bool = True,
+    category_ids: Collection[int] | None = None,
 ) -> SegmentorResults:
     """Read a segmentor's COCO results JSON (``*.segm.json``) and check it, see
     :func:`parse_segmentor_results`. ``annotations`` is the image list it refers to, e.g.
     ``load_coco_instances("data/coco/annotations/instances_val2017.json", "data/coco/val2017")``.
     """
-    return parse_segmentor_results(io.read_json(path), annotations, source=str(path), strict=strict)
+    return parse_segmentor_results(
+        io.read_json(path), annotations, source=str(path), strict=strict, category_ids=category_ids
+    )
 
 
-def _detection(entry: Any, index: int, annotations: InstanceSet, where: str) -> Detection:
+def _detection(
+    entry: Any, index: int, annotations: InstanceSet, known: frozenset[int], where: str
+) -> Detection:
     if not isinstance(entry, dict):
         raise InputError(f"{where}: a result must be a JSON object, got {type(entry).__name__}")
     for key in ("image_id", "category_id", "bbox", "score", "segmentation"):
@@ -483,7 +501,7 @@ def _detection(entry: Any, index: int, annotations: InstanceSet, where: str) -> 
     if image is None:
         raise InputError(f"{where}: unknown image_id {image_id} (not in {annotations.source})")
     category_id = check_id(entry["category_id"], where, "category_id")
-    if category_id not in annotations.categories:
+    if category_id not in known:
         raise InputError(
             f"{where}: unknown category_id {category_id} (not in {annotations.source})"
         )

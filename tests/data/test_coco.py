@@ -13,6 +13,7 @@ from PIL import Image
 
 from segrefiner import rle
 from segrefiner.data.coco import (
+    COCO_CATEGORY_IDS,
     InstanceSet,
     file_name_from_coco_url,
     load_coco_instances,
@@ -252,6 +253,16 @@ def test_bad_results_entries(
     assert f"r.json[{index}]" in res.rejected[0].reason
     kept = [d.index for g in res for d in g.detections]
     assert sorted(kept) == [i for i in range(3) if i != index]
+
+
+def test_results_category_ids_can_be_widened(inst: InstanceSet) -> None:
+    entries = _results()
+    entries[0]["category_id"] = 90  # toothbrush: a COCO category the image list does not hold
+    with pytest.raises(InputError, match=r"unknown category_id 90"):
+        parse_segmentor_results(entries, inst)
+    res = parse_segmentor_results(entries, inst, category_ids=COCO_CATEGORY_IDS)
+    assert res.groups[0].detections[0].category_id == 90
+    assert len(COCO_CATEGORY_IDS) == 80 and len(set(COCO_CATEGORY_IDS)) == 80
 
 
 def test_results_structure_errors(inst: InstanceSet, tmp_path: Path) -> None:

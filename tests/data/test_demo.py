@@ -255,6 +255,18 @@ def test_check_results_cli(demo: Path, tmp_path: Path) -> None:
     bad.write_text(json.dumps(entries))
     with _quiet():
         assert main(["data", "check-results", str(bad), "--ann", str(ann)]) == 1
+    cocofied = demo / FILES["lvis_val_cocofied"]
+    args = [
+        "data",
+        "check-results",
+        str(res),
+        "--ann",
+        str(cocofied),
+        "--lvis",
+        "--coco-categories",
+    ]
+    with _quiet():
+        assert main(args) == 0
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from segrefiner.data.coco import COCO_CATEGORY_IDS
 from segrefiner.data.lvis import (
     COCO_SYNSET_CATEGORIES,
     COCO_SYNSET_TO_CATEGORY_ID,
@@ -74,6 +75,7 @@ def test_synset_table_is_the_official_80_entries() -> None:
     assert len(set(ids)) == 80 and ids == sorted(ids) and ids[0] == 1 and ids[-1] == 90
     # The COCO ids that do not exist (12, 26, 29, 30, 45, 66, 68, 69, 71, 83) are absent.
     assert not {12, 26, 29, 30, 45, 66, 68, 69, 71, 83} & set(ids)
+    assert tuple(ids) == COCO_CATEGORY_IDS
     table = COCO_SYNSET_TO_CATEGORY_ID
     assert table["person.n.01"] == 1 and table["fireplug.n.01"] == 11
     assert table["bag.n.04"] == 31 and table["bag.n.06"] == 33  # handbag, suitcase
