@@ -59,10 +59,13 @@ def _random_kernel(rng: np.random.Generator) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size // 2, size))
 
 
-def _iou(seg: np.ndarray, ref: np.ndarray) -> float:
-    """The official ``compute_iou`` on 0/255 images (count-non-zero based, ``+1e-6``)."""
-    inter = cv2.countNonZero(cv2.bitwise_and(seg, ref))
-    union = cv2.countNonZero(cv2.bitwise_or(seg, ref))
+def _iou(seg: np.ndarray, ref: np.ndarray, scratch: np.ndarray) -> float:
+    """The official ``compute_iou`` on 0/255 images (count-non-zero based, ``+1e-6``).
+
+    ``scratch`` (same shape and dtype) receives the intersection, then the union.
+    """
+    inter = cv2.countNonZero(cv2.bitwise_and(seg, ref, dst=scratch))
+    union = cv2.countNonZero(cv2.bitwise_or(seg, ref, dst=scratch))
     return (inter + 1e-6) / (union + 1e-6)
 
 
@@ -91,6 +94,9 @@ def perturb_seg(mask: np.ndarray, rng: np.random.Generator, iou_target: float = 
     h, w = seg.shape
     if h <= 2 or w <= 2:
         return seg
+    # No full-size temporaries in the loop: Dask workers set MALLOC_TRIM_THRESHOLD_, under which
+    # every large allocation is a fresh mmap and its page faults cost 4x the work itself.
+    scratch = np.empty_like(seg)
     for _ in range(PERTURB_ROUNDS):
         for _ in range(OPS_PER_ROUND):
             lx, ly = int(rng.integers(w)), int(rng.integers(h))
@@ -99,11 +105,12 @@ def perturb_seg(mask: np.ndarray, rng: np.random.Generator, iou_target: float = 
             if rng.random() < 0.25:
                 cx, cy = (lx + lw) // 2, (ly + lh) // 2
                 seg[cy, cx] = int(rng.integers(2)) * 255
-            # The region is processed on its own (the official slices, then assigns back).
+            # The region is processed on its own, as the official slice-then-assign; OpenCV's
+            # morphology supports in-place operation, here on the view into ``seg``.
             region = seg[ly:lh, lx:lw]
             op = cv2.dilate if rng.random() < 0.5 else cv2.erode
-            seg[ly:lh, lx:lw] = op(region, _random_kernel(rng), iterations=1)
-        if _iou(seg, ref) < iou_target:
+            op(region, _random_kernel(rng), dst=region, iterations=1)
+        if _iou(seg, ref, scratch) < iou_target:
             break
     return seg
 

@@ -73,6 +73,45 @@ def test_stops_below_target_against_the_polygon() -> None:
             assert iou(coarse, polygon) < 0.8, name
 
 
+def _reference_perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The official perturb_seg, line by line (allocating slices), drawing from ``rng``."""
+    import cv2
+
+    gt = mask.astype(np.uint8) * 255
+    seg = gt.copy()
+    h, w = seg.shape
+    for _ in range(250):
+        for _ in range(4):
+            lx, ly = rng.integers(w), rng.integers(h)
+            lw, lh = rng.integers(lx + 1, w + 1), rng.integers(ly + 1, h + 1)
+            if rng.random() < 0.25:
+                seg[int((ly + lh) / 2), int((lx + lw) / 2)] = rng.integers(2) * 255
+            op = cv2.dilate if rng.random() < 0.5 else cv2.erode
+            size = rng.integers(3, 10)
+            shape = {
+                1: (cv2.MORPH_RECT, (size, size)),
+                2: (cv2.MORPH_ELLIPSE, (size, size)),
+                3: (cv2.MORPH_ELLIPSE, (size, size // 2)),
+                4: (cv2.MORPH_ELLIPSE, (size // 2, size)),
+            }[int(rng.integers(1, 5))]
+            kernel = cv2.getStructuringElement(shape[0], tuple(int(v) for v in shape[1]))
+            seg[ly:lh, lx:lw] = op(seg[ly:lh, lx:lw], kernel, iterations=1)
+        inter = np.count_nonzero(seg * (gt // 255))
+        union = np.count_nonzero(seg.astype(np.int32) + gt)
+        if (inter + 1e-6) / (union + 1e-6) < 0.8:
+            break
+    return seg
+
+
+def test_perturb_seg_matches_a_line_by_line_reference() -> None:
+    # perturb_seg works in place (no full-size temporaries); it must equal the plain version.
+    for make in SHAPES.values():
+        for seed in range(3):
+            gt = make()
+            fast = perturb_seg(gt, np.random.default_rng(seed))
+            assert np.array_equal(fast, _reference_perturb(gt, np.random.default_rng(seed)))
+
+
 def test_polygon_keeps_holes_and_simplifies() -> None:
     gt = ring(256)
     polygon = simplify_boundary(gt, np.random.default_rng(0))
