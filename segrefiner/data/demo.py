@@ -729,9 +729,10 @@ def generate_demo(
     """Generate the demo data set under ``out_dir`` (layout in the module docstring).
 
     An existing complete demo (``DEMO.json`` present) made with the same seed, scale and
-    generator version is reused unless ``force``; one made with other settings is replaced. The data set is built in a temporary sibling
-    folder and renamed into place, so ``out_dir`` is never left half-written; an existing
-    non-empty folder that is not a demo data set is refused.
+    generator version is reused unless ``force``; one made with other settings is replaced.
+    The data set is built in a temporary sibling folder and renamed into place, so ``out_dir``
+    is never left half-written; an existing non-empty folder that is not a demo data set is
+    refused.
     """
     out = Path(out_dir)
     scale_name, params = _resolve_scale(scale)
