@@ -411,12 +411,19 @@ LICENSES = [
 ]
 
 
-def _generate_coco(
-    root: Path, seed: int, scale: DemoScale
-) -> tuple[
-    dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], list[dict], dict[str, int]
-]:
-    """Images, COCO instances (train/val), LVIS (train/val) and the segmentor results."""
+@dataclass
+class _CocoFiles:
+    coco_train: dict[str, Any]
+    coco_val: dict[str, Any]
+    lvis_train: dict[str, Any]
+    lvis_val: dict[str, Any]
+    results: list[dict[str, Any]]
+    counts: dict[str, int]
+
+
+def _generate_coco(root: Path, seed: int, scale: DemoScale) -> _CocoFiles:
+    """Writes the COCO-like images; returns the COCO instances (train/val), LVIS (train/val)
+    and the segmentor results on val."""
     n_train, n_val = scale.coco_train, scale.coco_val
     ids = _rng(seed, _IDS).choice(581_929, size=n_train + n_val, replace=False) + 1
     train_ids, val_ids = (
@@ -431,11 +438,8 @@ def _generate_coco(
     results: list[dict] = []
     ann_id = 0
     # LVIS v1 val also annotates COCO train images; those leave LVIS train.
-    to_lvis_val = set(
-        train_ids[:: max(n_train // max(scale.lvis_val_from_train, 1), 1)][
-            : scale.lvis_val_from_train
-        ]
-    )
+    n_moved = scale.lvis_val_from_train
+    to_lvis_val = set(train_ids[:: max(n_train // max(n_moved, 1), 1)][:n_moved])
     counts = {"coco_instances_small": 0, "segmentor_false_positives": 0, "segmentor_missed": 0}
 
     for index, (split, image_id) in enumerate(
@@ -505,7 +509,9 @@ def _generate_coco(
         lvis_val_images=len(lvis_images["val"]),
         segmentor_detections=len(results),
     )
-    return coco["train2017"], coco["val2017"], lvis["train"], lvis["val"], results, counts
+    return _CocoFiles(
+        coco["train2017"], coco["val2017"], lvis["train"], lvis["val"], results, counts
+    )
 
 
 def _lvis_image_entry(coco_entry: dict, present: set[int], rng: np.random.Generator) -> dict:
@@ -770,14 +776,15 @@ def generate_demo(
 
 
 def _generate_into(root: Path, seed: int, scale: DemoScale) -> dict[str, int]:
-    coco_train, coco_val, lvis_train, lvis_val, results, counts = _generate_coco(root, seed, scale)
-    _write_json(root / FILES["coco_train"], coco_train)
-    _write_json(root / FILES["coco_val"], coco_val)
-    _write_json(root / FILES["lvis_train"], lvis_train)
-    _write_json(root / FILES["lvis_val"], lvis_val)
-    cocofied = build_cocofied_lvis(lvis_val, coco_val)
+    made = _generate_coco(root, seed, scale)
+    counts = made.counts
+    _write_json(root / FILES["coco_train"], made.coco_train)
+    _write_json(root / FILES["coco_val"], made.coco_val)
+    _write_json(root / FILES["lvis_train"], made.lvis_train)
+    _write_json(root / FILES["lvis_val"], made.lvis_val)
+    cocofied = build_cocofied_lvis(made.lvis_val, made.coco_val)
     _write_json(root / FILES["lvis_val_cocofied"], cocofied)
-    _write_json(root / FILES["segmentor_results"], results)
+    _write_json(root / FILES["segmentor_results"], made.results)
     counts["cocofied_val_images"] = len(cocofied["images"])
     counts["cocofied_val_instances"] = len(cocofied["annotations"])
     counts["big_images"] = _generate_big(root, seed, scale)
