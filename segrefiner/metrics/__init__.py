@@ -1,1 +1,44 @@
-"""Metrics: IoU, mBA, boundary IoU, mask AP and boundary AP."""
+"""Metrics: IoU, mBA, boundary IoU, mask AP and boundary AP.
+
+- :func:`iou`, :func:`pooled_iou`: per-image IoU and the BIG/DIS dataset-level IoU.
+- :func:`boundary_accuracy`, :func:`mean_boundary_accuracy`, :func:`mba_radii`: CascadePSP's
+  boundary accuracy (mBA).
+- :func:`mask_to_boundary`, :func:`boundary_iou`: the Boundary IoU paper's band and IoU.
+
+All values are fractions in [0, 1]; an undefined value is ``None``, never NaN.
+"""
+
+from segrefiner.metrics.boundary import (
+    Band,
+    band_of_mask,
+    boundary_iou,
+    boundary_width,
+    mask_to_boundary,
+)
+from segrefiner.metrics.masks import OverlapCounts, iou, overlap_counts, pooled_iou
+from segrefiner.metrics.mba import (
+    BandCounts,
+    BoundaryAccuracySummary,
+    band_counts,
+    boundary_accuracy,
+    mba_radii,
+    mean_boundary_accuracy,
+)
+
+__all__ = [
+    "Band",
+    "BandCounts",
+    "BoundaryAccuracySummary",
+    "OverlapCounts",
+    "band_counts",
+    "band_of_mask",
+    "boundary_accuracy",
+    "boundary_iou",
+    "boundary_width",
+    "iou",
+    "mask_to_boundary",
+    "mba_radii",
+    "mean_boundary_accuracy",
+    "overlap_counts",
+    "pooled_iou",
+]
