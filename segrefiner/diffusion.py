@@ -156,3 +156,19 @@ def sample_loop(
         noise = None if last else uniform_noise(x.shape, generators, image.device)
         x, acc = diffusion.reverse_step(logits, int(t), coarse, acc, noise)
     return x, acc
+
+
+class AutocastDenoiser:
+    """Wraps a network so every call runs under ``torch.autocast`` (e.g. bfloat16 on CUDA).
+
+    The reverse step computes probabilities in float32 from the returned logits.
+    """
+
+    def __init__(self, model: Denoiser, device_type: str, dtype: torch.dtype = torch.bfloat16):
+        self.model = model
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(x, t)

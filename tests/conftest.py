@@ -68,3 +68,13 @@ def official_model(golden_weights):
     model = build_unet("official").eval()
     model.load_state_dict(golden_weights)
     return model
+
+
+@pytest.fixture(scope="session")
+def demo_ci(tmp_path_factory) -> Path:
+    """The demo data set at its smallest scale, generated once per session."""
+    from segrefiner.data.demo import generate_demo
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    generate_demo(out, seed=0, scale="ci")
+    return out

@@ -8,6 +8,7 @@ batches: :func:`instance_boxes` -> :func:`crop_instances` -> :func:`refine_crops
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -107,6 +108,63 @@ def paste_masks(probs: torch.Tensor, boxes: np.ndarray, height: int, width: int)
     return out
 
 
+@dataclass
+class PreparedInstances:
+    """One image's instances cropped for the network (see :func:`prepare_instances`).
+
+    ``todo`` indexes the instances that get refined (area >= ``area_thr``); ``crops`` and
+    ``coarse`` hold their (K, 3, S, S) / (K, 1, S, S) network inputs; ``boxes`` their crop boxes.
+    """
+
+    masks: np.ndarray  # (N, H, W) bool, the coarse masks
+    todo: np.ndarray  # (K,) int64
+    boxes: np.ndarray  # (K, 4) int64 [x0, y0, x1, y1)
+    crops: torch.Tensor  # (K, 3, S, S) float
+    coarse: torch.Tensor  # (K, 1, S, S) float in {0, 1}
+
+    @property
+    def num_crops(self) -> int:
+        return int(self.todo.size)
+
+
+def prepare_instances(
+    image: np.ndarray,
+    masks: np.ndarray,
+    config: InferenceConfig = InferenceConfig(),
+    device: torch.device | str = "cpu",
+) -> PreparedInstances:
+    """Validate one image's masks and crop the instances to refine.
+
+    ``image``: (H, W, 3) uint8 RGB; ``masks``: (N, H, W) binary. Batch pipelines concatenate
+    the crops of several images, run :func:`refine_crops` once, and hand each image its slice
+    of the probabilities in :func:`finish_instances`.
+    """
+    image = check_image(image)
+    height, width = image.shape[:2]
+    masks = check_masks(masks, (height, width), "masks")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be N x H x W, got shape {masks.shape}")
+    todo = np.flatnonzero(masks.reshape(len(masks), -1).sum(axis=1) >= config.area_thr)
+    size = config.model_size
+    if todo.size == 0:
+        empty = torch.zeros((0, 3, size, size), device=device)
+        return PreparedInstances(masks, todo, np.zeros((0, 4), np.int64), empty, empty[:, :1])
+    boxes = instance_boxes(masks[todo], config.pad_width)
+    image_t = normalize_image(image, device)
+    crops, coarse = crop_instances(image_t, torch.from_numpy(masks[todo]).to(device), boxes, size)
+    return PreparedInstances(masks, todo, boxes, crops, coarse)
+
+
+def finish_instances(prepared: PreparedInstances, probs: torch.Tensor) -> np.ndarray:
+    """Paste the refined crop probabilities (K, 1, S, S) back; (N, H, W) bool, with instances
+    that were not refined unchanged."""
+    result = prepared.masks.copy()
+    if prepared.num_crops:
+        height, width = result.shape[1:]
+        result[prepared.todo] = paste_masks(probs, prepared.boxes, height, width).cpu().numpy()
+    return result
+
+
 def refine_instances(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
@@ -122,20 +180,9 @@ def refine_instances(
     instance (see :func:`segrefiner.inference.seeding.item_generator`). Instances with fewer
     than ``config.area_thr`` pixels are returned unchanged. Returns (N, H, W) bool.
     """
-    image = check_image(image)
-    height, width = image.shape[:2]
-    masks = check_masks(masks, (height, width), "masks")
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be N x H x W, got shape {masks.shape}")
-    result = masks.copy()
-    todo = np.flatnonzero(masks.reshape(len(masks), -1).sum(axis=1) >= config.area_thr)
-    if todo.size == 0:
-        return result
-    boxes = instance_boxes(masks[todo], config.pad_width)
-    image_t = normalize_image(image, device)
-    masks_t = torch.from_numpy(masks[todo]).to(device)
-    crops, coarse = crop_instances(image_t, masks_t, boxes, config.model_size)
-    gens = None if generators is None else [generators[i] for i in todo]
-    probs = refine_crops(model, diffusion, crops, coarse, gens, config.batch_size)
-    result[todo] = paste_masks(probs, boxes, height, width).cpu().numpy()
-    return result
+    prepared = prepare_instances(image, masks, config, device)
+    if prepared.num_crops == 0:
+        return prepared.masks.copy()
+    gens = None if generators is None else [generators[i] for i in prepared.todo]
+    probs = refine_crops(model, diffusion, prepared.crops, prepared.coarse, gens, config.batch_size)
+    return finish_instances(prepared, probs)

@@ -116,9 +116,10 @@ def local_step(
 ) -> torch.Tensor:
     """The last step (t = 0) on native-resolution patches, ``config.batch_size`` at a time.
 
-    Returns float (K, 1, ph, pw) foreground probabilities, one map per box. Patches whose side
-    differs from ``model_size`` (images smaller than a patch) are resized for the network and
-    back.
+    ``boxes``: (K, 4) ``[x0, y0, x1, y1)``, all of one size. Returns float (K, 1, ph, pw)
+    foreground probabilities. Patches whose side differs from ``model_size`` (images smaller
+    than a patch) are resized for the network and back. Callers bound memory by passing at
+    most a batch of boxes (see :func:`refine_patches`).
     """
     if len(boxes) == 0:
         return image.new_zeros((0, 1, 0, 0))
@@ -140,20 +141,50 @@ def local_step(
     return torch.cat(out)
 
 
-def stitch_patches(
-    global_mask: torch.Tensor, probs: torch.Tensor, boxes: np.ndarray
-) -> torch.Tensor:
+class PatchAccumulator:
+    """Running sum and count of patch probabilities over the image (memory: two H x W maps)."""
+
+    def __init__(self, global_mask: torch.Tensor):
+        self.global_mask = global_mask
+        self.total = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
+        self.count = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
+
+    def add(self, probs: torch.Tensor, boxes: np.ndarray) -> None:
+        for prob, (x0, y0, x1, y1) in zip(probs, boxes.tolist(), strict=True):
+            self.total[y0:y1, x0:x1] += prob[0].float()
+            self.count[y0:y1, x0:x1] += 1.0
+
+    def result(self) -> torch.Tensor:
+        """Mean probability >= 0.5 where covered; ``global_mask`` elsewhere. bool (H, W)."""
+        covered = self.count > 0
+        refined = self.global_mask.clone()
+        refined[covered] = (self.total[covered] / self.count[covered]) >= 0.5
+        return refined
+
+
+def stitch_patches(global_mask: torch.Tensor, probs: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
     """Average overlapping patch probabilities; threshold 0.5 where covered, else keep
     ``global_mask``. Returns bool (H, W)."""
-    total = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
-    count = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
-    for prob, (x0, y0, x1, y1) in zip(probs, boxes.tolist(), strict=True):
-        total[y0:y1, x0:x1] += prob[0].float()
-        count[y0:y1, x0:x1] += 1.0
-    covered = count > 0
-    refined = global_mask.clone()
-    refined[covered] = (total[covered] / count[covered]) >= 0.5
-    return refined
+    acc = PatchAccumulator(global_mask)
+    acc.add(probs, boxes)
+    return acc.result()
+
+
+def refine_patches(
+    model: Denoiser,
+    diffusion: DiscreteDiffusion,
+    image: torch.Tensor,
+    global_mask: torch.Tensor,
+    boxes: np.ndarray,
+    config: InferenceConfig,
+) -> torch.Tensor:
+    """Local step over any number of patches with bounded memory: one batch of patch
+    probabilities alive at a time. Returns bool (H, W)."""
+    acc = PatchAccumulator(global_mask)
+    for start in range(0, len(boxes), config.batch_size):
+        chunk = boxes[start : start + config.batch_size]
+        acc.add(local_step(model, diffusion, image, global_mask, chunk, config), chunk)
+    return acc.result()
 
 
 def refine_semantic(
@@ -193,5 +224,4 @@ def refine_semantic(
     boxes = boxes[mixed_boxes(global_mask, boxes)]
     if len(boxes) == 0:
         return global_mask.cpu().numpy()
-    probs = local_step(model, diffusion, image_t, global_mask, boxes, config)
-    return stitch_patches(global_mask, probs, boxes).cpu().numpy()
+    return refine_patches(model, diffusion, image_t, global_mask, boxes, config).cpu().numpy()

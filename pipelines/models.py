@@ -1,0 +1,68 @@
+"""Models loaded once per worker process, and content hashes of input files.
+
+Stage functions receive a checkpoint *path* (never a model: Dask would pickle it for every
+task); the first shard a worker runs loads it, later shards reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+from segrefiner.checkpoint import load_checkpoint
+from segrefiner.inference import InferenceConfig
+from segrefiner.model import PRESETS, DenoiseUNet, get_preset
+
+__all__ = ["checkpoint_id", "file_sha256", "load_cached_model"]
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, str], tuple[DenoiseUNet, InferenceConfig]] = {}
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content (cached per process by path, size and mtime)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def checkpoint_id(checkpoint: str | os.PathLike) -> str:
+    """``preset:<name>`` for a preset (random weights), else ``sha256:<hex>`` of the file."""
+    if isinstance(checkpoint, str) and checkpoint in PRESETS and not Path(checkpoint).exists():
+        return f"preset:{checkpoint}"
+    return f"sha256:{file_sha256(checkpoint)}"
+
+
+def load_cached_model(
+    checkpoint: str | os.PathLike, device: str
+) -> tuple[DenoiseUNet, InferenceConfig]:
+    """The network of ``checkpoint`` on ``device`` and its saved inference settings, loaded
+    once per process and content hash. Presets are seeded with 0 so every worker builds the same
+    random network."""
+    ident = checkpoint_id(checkpoint)
+    key = (ident, device)
+    with _LOCK:
+        if key not in _MODELS:
+            if ident.startswith("preset:"):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    model = DenoiseUNet(get_preset(str(checkpoint)))
+                config = InferenceConfig()
+            else:
+                model, meta = load_checkpoint(checkpoint)
+                saved = meta.get("inference")
+                config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
+            _MODELS[key] = (model.to(device).eval(), config)
+        return _MODELS[key]

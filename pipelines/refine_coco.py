@@ -1,0 +1,431 @@
+"""The refine-coco stage: a segmentor's COCO results refined with the LR model, sharded.
+
+Work directory layout (``work_dir``)::
+
+    refined.zarr/            MaskStore (layout "refined-coco"): per image id, the refined masks
+                             of its detections, (N, H, W) bool in results-file order
+    inputs/<shard>.json      the shard's images and detections (written by prepare)
+    parts/<shard>.json       the shard's refined result entries (RLE) and per-image rows,
+                             written atomically before the shard's completion record
+    rejected.json            results entries set aside when reading (index, image id, reason)
+    manifest.json            per-image rows (status, counts, reason) + rejected entries
+                             (written by finalize)
+
+The output JSON has every accepted detection of the input, in input order, with the same
+``image_id``, ``category_id``, ``bbox`` and ``score`` and a refined ``segmentation`` (RLE).
+Instances under ``area_thr`` pixels pass through unrefined; so do all detections of an image
+that cannot be read (the manifest says why). Images without detections get none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.models import checkpoint_id, file_sha256, load_cached_model
+from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
+from pipelines.stores import MaskStore
+from segrefiner import rle
+from segrefiner.data.coco import load_coco_instances, load_segmentor_results
+from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion
+from segrefiner.errors import InputError
+from segrefiner.inference import InferenceConfig, item_generator
+from segrefiner.inference.instance import (
+    PreparedInstances,
+    finish_instances,
+    prepare_instances,
+    refine_crops,
+)
+from segrefiner.io import read_image, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+LAYOUT = "refined-coco"
+KIND = "refined"
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How a refinement stage runs (shared by refine-coco and the HR stages)."""
+
+    checkpoint: str  # checkpoint file or preset name
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int | None = None  # network batch; None: the checkpoint's setting (32)
+    model_size: int | None = None  # network input side; None: the checkpoint's setting (256)
+    bf16: bool = False  # bfloat16 autocast (CUDA only)
+    write_store: bool = True  # also keep the refined masks in the zarr store
+
+
+def _inference(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, InferenceConfig]:
+    model, saved = load_cached_model(config.checkpoint, config.device)
+    infer = saved
+    if config.batch_size:
+        infer = infer.replace(batch_size=config.batch_size)
+    if config.model_size:
+        infer = infer.replace(model_size=config.model_size)
+    denoiser = model
+    if config.bf16 and torch.device(config.device).type == "cuda":
+        denoiser = AutocastDenoiser(model, "cuda", torch.bfloat16)
+    return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
+
+
+def _fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:
+    return {
+        "checkpoint": checkpoint_id(config.checkpoint),
+        "seed": config.seed,
+        "model_size": config.model_size,  # batch size and shard layout do not change results
+        **inputs,
+    }
+
+
+def _open_or_create(
+    work: Path,
+    fingerprint: dict[str, Any],
+    sample_ids: list[str],
+    columns: dict,
+    overwrite: bool,
+    layout: str,
+) -> MaskStore:
+    store_path = work / "refined.zarr"
+    if MaskStore.exists(store_path):
+        store = MaskStore.open(store_path, "r+")
+        if store.attrs.get("fingerprint") == fingerprint and not overwrite:
+            return store  # resume
+        if not overwrite:
+            raise InputError(
+                f"{work}: holds a run with other inputs or settings; use another work "
+                "directory or overwrite"
+            )
+        for sub in ("refined.zarr", "inputs", "parts"):
+            shutil.rmtree(work / sub, ignore_errors=True)
+    return MaskStore.create(
+        store_path,
+        layout=layout,
+        kinds=[KIND],
+        sample_ids=sample_ids,
+        columns=columns,
+        attrs={"fingerprint": fingerprint},
+    )
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare_refine_coco(
+    results: str | os.PathLike,
+    annotations: str | os.PathLike,
+    image_root: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    num_shards: int = 1,
+    overwrite: bool = False,
+) -> list[Shard]:
+    """Read and check the inputs, set aside bad entries, and write the per-shard inputs.
+
+    Resuming (same inputs, settings and shard count) keeps the existing work directory.
+    """
+    work = Path(work_dir)
+    ann = load_coco_instances(annotations, image_root)
+    res = load_segmentor_results(results, ann, strict=False)
+    fingerprint = _fingerprint(
+        config,
+        results=file_sha256(results),
+        annotations=file_sha256(annotations),
+        image_root=str(Path(image_root).resolve()),
+        num_shards=num_shards,
+    )
+    ids = [str(g.image.id) for g in res.groups]
+    counts = np.array([len(g.detections) for g in res.groups], dtype=np.int64)
+    store = _open_or_create(work, fingerprint, ids, {"num_detections": counts}, overwrite, LAYOUT)
+    shards = plan_shards(len(ids), num_shards)
+    write_json(
+        work / "rejected.json",
+        [dataclasses.asdict(r) | {"image_id": r.image_id} for r in res.rejected],
+    )
+    for shard in shards:
+        path = work / "inputs" / f"{shard.name}.json"
+        if path.is_file() and store.completion_record(shard.name) is not None:
+            continue
+        images = []
+        for group in res.groups[shard.start : shard.stop]:
+            info = group.image
+            try:  # a name leaving the image root fails this image only, at run time
+                image_path, path_error = str(ann.image_path(info.id)), None
+            except InputError as exc:
+                image_path, path_error = None, str(exc)
+            images.append(
+                {
+                    "image_id": info.id,
+                    "file_name": info.file_name,
+                    "path": image_path,
+                    "path_error": path_error,
+                    "height": info.height,
+                    "width": info.width,
+                    "detections": [
+                        {
+                            "index": d.index,
+                            "category_id": d.category_id,
+                            "bbox": list(d.bbox),
+                            "score": d.score,
+                            "segmentation": d.segmentation,
+                        }
+                        for d in group.detections
+                    ],
+                }
+            )
+        write_json(path, {"shard": dataclasses.asdict(shard), "images": images})
+    store.update_attrs(
+        {
+            "shards": [dataclasses.asdict(s) for s in shards],
+            "num_entries": res.num_entries,
+            "num_rejected": len(res.rejected),
+        }
+    )
+    return shards
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+class _Emitter:
+    """Collects a shard's outputs: store masks, RLE entries and per-image rows."""
+
+    def __init__(self, store: MaskStore | None):
+        self.store = store
+        self.entries: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def emit(
+        self, image: dict, masks: np.ndarray, refined: np.ndarray, status: str, reason: str | None
+    ) -> None:
+        if self.store is not None:
+            self.store.write_mask(KIND, str(image["image_id"]), masks, attrs={"status": status})
+        encoded = rle.encode_many(masks)
+        for det, seg, was_refined in zip(image["detections"], encoded, refined, strict=True):
+            self.entries.append(
+                {
+                    "index": det["index"],
+                    "image_id": image["image_id"],
+                    "category_id": det["category_id"],
+                    "bbox": det["bbox"],
+                    "score": det["score"],
+                    "segmentation": seg,
+                    "refined": bool(was_refined),
+                }
+            )
+        self.rows.append(
+            {
+                "image_id": image["image_id"],
+                "status": status,
+                "reason": reason,
+                "detections": len(image["detections"]),
+                "refined": int(np.sum(refined)),
+            }
+        )
+
+
+def _run_packed(
+    denoiser: Any,
+    diffusion: DiscreteDiffusion,
+    pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]],
+    infer: InferenceConfig,
+    emitter: _Emitter,
+    device: str,
+) -> None:
+    """Refine the crops of several images in shared full batches, then paste per image.
+
+    A CUDA out-of-memory error halves the batch and retries; at batch 1 the images fail and
+    pass through unrefined.
+    """
+    if not pending:
+        return
+    crops = torch.cat([p.crops for _, p, _ in pending])
+    coarse = torch.cat([p.coarse for _, p, _ in pending])
+    gens = [g for _, _, gs in pending for g in gs]
+    batch = infer.batch_size
+    probs = None
+    while probs is None:
+        try:
+            # re-derive generators for a retry so the noise is the same as in a clean run
+            fresh = [torch.Generator().set_state(g.get_state()) for g in gens]
+            probs = refine_crops(denoiser, diffusion, crops, coarse, fresh, batch)
+        except torch.OutOfMemoryError:
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if batch == 1:
+                for image, prepared, _ in pending:
+                    emitter.emit(
+                        image,
+                        prepared.masks,
+                        np.zeros(len(prepared.masks), bool),
+                        "failed",
+                        "out of memory at batch size 1",
+                    )
+                return
+            batch = max(1, batch // 2)
+            log.warning("out of memory; retrying with batch size %d", batch)
+    start = 0
+    for image, prepared, _ in pending:
+        part = probs[start : start + prepared.num_crops]
+        start += prepared.num_crops
+        refined = np.zeros(len(prepared.masks), bool)
+        refined[prepared.todo] = True
+        emitter.emit(image, finish_instances(prepared, part), refined, "ok", None)
+
+
+def run_refine_coco_shard(
+    work_dir: str | os.PathLike, config: RefineConfig, shard: Shard
+) -> dict[str, Any]:
+    """Refine one shard; a completed shard is skipped. Returns the completion record."""
+    started = time.perf_counter()
+    work = Path(work_dir)
+    store = MaskStore.open(work / "refined.zarr", "r+")
+    done = store.completion_record(shard.name)
+    if done is not None:
+        return {**done, "skipped": True}
+    payload = read_json(work / "inputs" / f"{shard.name}.json")
+    denoiser, diffusion, infer = _inference(config)
+    emitter = _Emitter(store if config.write_store else None)
+    pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]] = []
+    queued = 0
+    for image in payload["images"]:
+        h, w = image["height"], image["width"]
+        dets = image["detections"]
+        where = f"image id {image['image_id']}"
+        coarse = np.stack([rle.decode(d["segmentation"], h, w, where) for d in dets])
+        try:
+            if image["path"] is None:
+                raise InputError(image["path_error"])
+            pixels = read_image(image["path"])
+            if pixels.shape[:2] != (h, w):
+                raise InputError(
+                    f"{image['path']}: image is {pixels.shape[1]}x{pixels.shape[0]} (WxH) but the "
+                    f"annotations say {w}x{h}"
+                )
+            prepared = prepare_instances(pixels, coarse, infer, config.device)
+        except InputError as exc:
+            log.warning("%s: passed through unrefined: %s", where, exc)
+            emitter.emit(image, coarse, np.zeros(len(dets), bool), "failed", str(exc))
+            continue
+        gens = [
+            item_generator(config.seed, "coco", image["image_id"], dets[i]["index"])
+            for i in prepared.todo
+        ]
+        pending.append((image, prepared, gens))
+        queued += prepared.num_crops
+        if queued >= infer.batch_size:
+            _run_packed(denoiser, diffusion, pending, infer, emitter, config.device)
+            pending, queued = [], 0
+    _run_packed(denoiser, diffusion, pending, infer, emitter, config.device)
+    write_json(
+        work / "parts" / f"{shard.name}.json", {"entries": emitter.entries, "rows": emitter.rows}
+    )
+    record = {
+        "shard": shard.index,
+        "images": len(emitter.rows),
+        "detections": len(emitter.entries),
+        "refined": int(sum(e["refined"] for e in emitter.entries)),
+        "failed_images": sum(r["status"] != "ok" for r in emitter.rows),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    store.mark_complete(shard.name, record)
+    return {**record, "skipped": False}
+
+
+# --------------------------------------------------------------------------- finalize
+
+
+def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any]:
+    """Assemble the refined results JSON (input order) and the manifest, atomically."""
+    work = Path(work_dir)
+    store = MaskStore.open(work / "refined.zarr", "r+")
+    shards = [Shard(**s) for s in store.attrs["shards"]]
+    missing = [s.index for s in shards if store.completion_record(s.name) is None]
+    if missing:
+        raise InputError(
+            f"{work}: shards {missing} are not complete; run the stage again to finish them"
+        )
+    entries, rows = [], []
+    for shard in shards:
+        part = read_json(work / "parts" / f"{shard.name}.json")
+        entries += part["entries"]
+        rows += part["rows"]
+    entries.sort(key=lambda e: e["index"])
+    keys = ("image_id", "category_id", "bbox", "score", "segmentation")
+    write_json(output, [{k: e[k] for k in keys} for e in entries])
+    rejected = read_json(work / "rejected.json")
+    summary = {
+        "output": str(output),
+        "images": len(rows),
+        "detections": len(entries),
+        "refined": sum(e["refined"] for e in entries),
+        "passed_through": sum(not e["refined"] for e in entries),
+        "failed_images": sum(r["status"] != "ok" for r in rows),
+        "rejected_entries": len(rejected),
+        "shards": len(shards),
+    }
+    write_json(
+        work / "manifest.json", {"summary": summary, "images": rows, "rejected": rejected}, indent=1
+    )
+    store.update_attrs({"complete": True, "summary": summary})
+    return summary
+
+
+# --------------------------------------------------------------------------- all of it
+
+
+def refine_coco(
+    results: str | os.PathLike,
+    annotations: str | os.PathLike,
+    image_root: str | os.PathLike,
+    output: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    work_dir: str | os.PathLike | None = None,
+    num_shards: int = 1,
+    dask_address: str | None = None,
+    n_workers: int = 0,
+    dask_threads: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Refine a results file end to end: prepare, run the shards, assemble the output.
+
+    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask
+    (a LocalCluster of ``n_workers`` processes, or the scheduler at ``dask_address``, with a
+    ``GPU=1`` resource per shard when ``config.device`` is CUDA and a scheduler is given).
+    ``dask_threads`` makes the LocalCluster's workers threads of this process. Completed shards
+    are skipped. Raises :class:`ShardsFailedError` when shards fail (the
+    others are kept; re-running does the rest).
+    """
+    output = Path(output)
+    work = Path(work_dir) if work_dir else output.with_name(output.stem + ".work")
+    shards = prepare_refine_coco(
+        results, annotations, image_root, work, config, num_shards=num_shards, overwrite=overwrite
+    )
+    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
+    _, failures = run_shards(
+        run_refine_coco_shard,
+        shards,
+        (str(work), config),
+        dask_address=dask_address,
+        n_workers=n_workers,
+        processes=not dask_threads,
+        resources=resources,
+        retries=1,
+        progress=progress,
+    )
+    if failures:
+        raise ShardsFailedError(failures)
+    return finalize_refine_coco(work, output)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.refine_coco import (
+    RefineConfig,
+    finalize_refine_coco,
+    prepare_refine_coco,
+    refine_coco,
+    run_refine_coco_shard,
+)
+from pipelines.stores import MaskStore
+from segrefiner import rle
+from segrefiner.errors import InputError
+
+CONFIG = RefineConfig(checkpoint="tiny", seed=5, model_size=64, batch_size=8)
+
+
+def _inputs(demo: Path) -> tuple[Path, Path, Path]:
+    return (
+        demo / "results" / "segmentor_val.segm.json",
+        demo / "coco" / "annotations" / "instances_val2017.json",
+        demo / "coco" / "val2017",
+    )
+
+
+@pytest.fixture(scope="module")
+def one_shard(demo_ci: Path, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("one") / "refined.segm.json"
+    summary = refine_coco(*_inputs(demo_ci), out, CONFIG, num_shards=1)
+    return out, summary
+
+
+def test_output_keeps_everything_but_the_masks(demo_ci: Path, one_shard) -> None:
+    out, summary = one_shard
+    coarse = json.loads(_inputs(demo_ci)[0].read_text())
+    refined = json.loads(out.read_text())
+    assert len(refined) == len(coarse) == summary["detections"]
+    for a, b in zip(coarse, refined, strict=True):
+        assert (a["image_id"], a["category_id"], a["bbox"], a["score"]) == (
+            b["image_id"],
+            b["category_id"],
+            b["bbox"],
+            b["score"],
+        )
+        assert b["segmentation"]["size"] == a["segmentation"]["size"]
+    # small instances pass through, larger ones were refined (and changed)
+    areas = [rle.area(d["segmentation"], *d["segmentation"]["size"]) for d in coarse]
+    same = [
+        a["segmentation"]["counts"] == b["segmentation"]["counts"]
+        for a, b in zip(coarse, refined, strict=True)
+    ]
+    assert all(s for s, area in zip(same, areas, strict=True) if area < 512)
+    assert not all(same)
+    assert summary["refined"] == sum(area >= 512 for area in areas)
+    assert summary["failed_images"] == 0 and summary["rejected_entries"] == 0
+    # the store holds the same masks as the JSON
+    store = MaskStore.open(out.with_name("refined.segm.work") / "refined.zarr")
+    first = refined[0]
+    masks = store.read_mask("refined", str(first["image_id"]))
+    h, w = first["segmentation"]["size"]
+    assert np.array_equal(masks[0], rle.decode(first["segmentation"], h, w))
+
+
+def test_shard_count_and_dask_do_not_change_results(
+    demo_ci: Path, one_shard, tmp_path: Path
+) -> None:
+    out1, _ = one_shard
+    out3 = tmp_path / "three.json"
+    refine_coco(*_inputs(demo_ci), out3, CONFIG, num_shards=3)
+    assert out3.read_bytes() == out1.read_bytes()
+    outd = tmp_path / "dask.json"
+    from pipelines import sharding
+
+    assert sharding  # the Dask path: a LocalCluster of threads in this process
+    summary = refine_coco(
+        *_inputs(demo_ci), outd, CONFIG, num_shards=2, n_workers=2, dask_threads=True
+    )
+    assert summary["shards"] == 2
+    assert outd.read_bytes() == out1.read_bytes()
+
+
+def test_resume_after_a_kill_skips_finished_shards(
+    demo_ci: Path, one_shard, tmp_path: Path
+) -> None:
+    out1, _ = one_shard
+    out = tmp_path / "resumed.json"
+    work = tmp_path / "resumed.work"
+    shards = prepare_refine_coco(*_inputs(demo_ci), work, CONFIG, num_shards=3)
+    first = run_refine_coco_shard(work, CONFIG, shards[0])  # then the process "dies"
+    with pytest.raises(InputError, match="not complete"):
+        finalize_refine_coco(work, out)
+    summary = refine_coco(*_inputs(demo_ci), out, CONFIG, num_shards=3)
+    store = MaskStore.open(work / "refined.zarr")
+    assert store.completion_record(shards[0].name)["seconds"] == first["seconds"]  # not redone
+    assert out.read_bytes() == out1.read_bytes()
+    assert summary["detections"] == len(json.loads(out1.read_text()))
+
+
+def test_other_settings_need_a_new_work_dir(demo_ci: Path, one_shard) -> None:
+    out1, _ = one_shard
+    other = RefineConfig(checkpoint="tiny", seed=6, model_size=64)
+    with pytest.raises(InputError, match="other inputs or settings"):
+        prepare_refine_coco(*_inputs(demo_ci), out1.with_name("refined.segm.work"), other)
+
+
+def test_bad_items_are_reported_and_set_aside(demo_ci: Path, tmp_path: Path) -> None:
+    results, annotations, images = _inputs(demo_ci)
+    local_images = tmp_path / "val2017"
+    shutil.copytree(images, local_images)
+    entries = json.loads(results.read_text())
+    broken_id = entries[0]["image_id"]
+    info = next(i for i in json.loads(annotations.read_text())["images"] if i["id"] == broken_id)
+    (local_images / info["file_name"]).write_bytes(b"truncated")
+    entries.append({**entries[1], "segmentation": {"size": [3, 3], "counts": "garbage"}})
+    bad_results = tmp_path / "results.json"
+    bad_results.write_text(json.dumps(entries))
+    out = tmp_path / "out.json"
+    summary = refine_coco(bad_results, annotations, local_images, out, CONFIG)
+    assert summary["failed_images"] == 1
+    assert summary["rejected_entries"] == 1
+    refined = json.loads(out.read_text())
+    assert len(refined) == len(entries) - 1
+    manifest = json.loads((tmp_path / "out.work" / "manifest.json").read_text())
+    failed = [r for r in manifest["images"] if r["status"] == "failed"]
+    assert failed[0]["image_id"] == broken_id and "unreadable image" in failed[0]["reason"]
+    assert manifest["rejected"][0]["index"] == len(entries) - 1
+    # the unreadable image's detections pass through unchanged
+    for a, b in zip(entries, refined, strict=False):
+        if a["image_id"] == broken_id:
+            assert a["segmentation"] == b["segmentation"]
