@@ -176,7 +176,7 @@ def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
 
 def coarse_instance_mask(
     gt: np.ndarray, rng: np.random.Generator, *, resolution: int = 28, box_jitter: float = 0.06,
-    noise: float = 0.12,
+    noise: float = 0.12, thicken: float = 0.5,
 ) -> np.ndarray:  # fmt: skip
     """A Mask R-CNN-like prediction of an instance: ``H x W`` ``bool`` (``gt`` likewise).
 
@@ -184,6 +184,8 @@ def coarse_instance_mask(
     ``resolution x resolution`` grid (fewer cells for boxes under ``4 * resolution`` pixels) by
     area averaging, smoothed, perturbed with low-frequency
     noise, resized bilinearly to the box and thresholded at 0.5 inside the box only.
+    ``thicken`` (in grid cells) mixes in a dilated ground truth, as in
+    :func:`coarse_semantic_mask`, so thin parts come out fat and broken rather than gone.
     """
     H, W = gt.shape
     out = np.zeros_like(gt, dtype=bool)
@@ -195,11 +197,16 @@ def coarse_instance_mask(
     bx1 = int(np.clip(np.ceil(x1 + jx[1]), bx0 + 2, W))
     by0 = int(np.clip(np.floor(y0 + jy[0]), 0, H - 2))
     by1 = int(np.clip(np.ceil(y1 + jy[1]), by0 + 2, H))
-    crop = gt[by0:by1, bx0:bx1].astype(np.float32)
+    crop = gt[by0:by1, bx0:bx1]
     # Features come from a stride-4 map at best, so small boxes get fewer than 28 cells.
     gw = int(np.clip(round((bx1 - bx0) / 4), 4, resolution))
     gh = int(np.clip(round((by1 - by0) / 4), 4, resolution))
-    grid = cv2.resize(crop, (gw, gh), interpolation=cv2.INTER_AREA)
+    target = crop.astype(np.float32)
+    radius = round(thicken * min((bx1 - bx0) / gw, (by1 - by0) / gh))
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        target = 0.5 * target + 0.5 * cv2.dilate(crop.astype(np.uint8), kernel).astype(np.float32)
+    grid = cv2.resize(target, (gw, gh), interpolation=cv2.INTER_AREA)
     grid = cv2.GaussianBlur(grid, (0, 0), 0.7)
     field_ = rng.normal(0, noise, (5, 5)).astype(np.float32)
     grid = grid + cv2.resize(field_, (gw, gh), interpolation=cv2.INTER_CUBIC)
