@@ -4,6 +4,7 @@
 - :func:`boundary_accuracy`, :func:`mean_boundary_accuracy`, :func:`mba_radii`: CascadePSP's
   boundary accuracy (mBA).
 - :func:`mask_to_boundary`, :func:`boundary_iou`: the Boundary IoU paper's band and IoU.
+- :func:`instance_ap`, :func:`evaluate_instances`: COCO/LVIS mask AP and boundary AP.
 
 All values are fractions in [0, 1]; an undefined value is ``None``, never NaN.
 """
@@ -15,6 +16,8 @@ from segrefiner.metrics.boundary import (
     boundary_width,
     mask_to_boundary,
 )
+from segrefiner.metrics.evaluators import BandCache, BoundaryCOCOeval, lvis_evaluator_class
+from segrefiner.metrics.instance_ap import InstanceEvalReport, evaluate_instances, instance_ap
 from segrefiner.metrics.masks import OverlapCounts, iou, overlap_counts, pooled_iou
 from segrefiner.metrics.mba import (
     BandCounts,
@@ -27,15 +30,21 @@ from segrefiner.metrics.mba import (
 
 __all__ = [
     "Band",
+    "BandCache",
     "BandCounts",
     "BoundaryAccuracySummary",
+    "BoundaryCOCOeval",
+    "InstanceEvalReport",
     "OverlapCounts",
     "band_counts",
     "band_of_mask",
     "boundary_accuracy",
     "boundary_iou",
     "boundary_width",
+    "evaluate_instances",
+    "instance_ap",
     "iou",
+    "lvis_evaluator_class",
     "mask_to_boundary",
     "mba_radii",
     "mean_boundary_accuracy",
