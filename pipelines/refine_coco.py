@@ -22,21 +22,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pipelines.models import checkpoint_id, file_sha256, load_cached_model
+from pipelines.models import file_sha256
+from pipelines.refine import (
+    KIND,
+    RefineConfig,
+    completed_parts,
+    inference_setup,
+    open_or_create_work,
+    run_fingerprint,
+)
 from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
-from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion
+from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig, item_generator
 from segrefiner.inference.instance import (
@@ -50,72 +56,6 @@ from segrefiner.io import read_image, read_json, write_json
 log = logging.getLogger(__name__)
 
 LAYOUT = "refined-coco"
-KIND = "refined"
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """How a refinement stage runs (shared by refine-coco and the HR stages)."""
-
-    checkpoint: str  # checkpoint file or preset name
-    seed: int = 0
-    device: str = "cpu"
-    batch_size: int | None = None  # network batch; None: the checkpoint's setting (32)
-    model_size: int | None = None  # network input side; None: the checkpoint's setting (256)
-    bf16: bool = False  # bfloat16 autocast (CUDA only)
-    write_store: bool = True  # also keep the refined masks in the zarr store
-
-
-def _inference(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, InferenceConfig]:
-    model, saved = load_cached_model(config.checkpoint, config.device)
-    infer = saved
-    if config.batch_size:
-        infer = infer.replace(batch_size=config.batch_size)
-    if config.model_size:
-        infer = infer.replace(model_size=config.model_size)
-    denoiser = model
-    if config.bf16 and torch.device(config.device).type == "cuda":
-        denoiser = AutocastDenoiser(model, "cuda", torch.bfloat16)
-    return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
-
-
-def _fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:
-    return {
-        "checkpoint": checkpoint_id(config.checkpoint),
-        "seed": config.seed,
-        "model_size": config.model_size,  # batch size and shard layout do not change results
-        **inputs,
-    }
-
-
-def _open_or_create(
-    work: Path,
-    fingerprint: dict[str, Any],
-    sample_ids: list[str],
-    columns: dict,
-    overwrite: bool,
-    layout: str,
-) -> MaskStore:
-    store_path = work / "refined.zarr"
-    if MaskStore.exists(store_path):
-        store = MaskStore.open(store_path, "r+")
-        if store.attrs.get("fingerprint") == fingerprint and not overwrite:
-            return store  # resume
-        if not overwrite:
-            raise InputError(
-                f"{work}: holds a run with other inputs or settings; use another work "
-                "directory or overwrite"
-            )
-        for sub in ("refined.zarr", "inputs", "parts"):
-            shutil.rmtree(work / sub, ignore_errors=True)
-    return MaskStore.create(
-        store_path,
-        layout=layout,
-        kinds=[KIND],
-        sample_ids=sample_ids,
-        columns=columns,
-        attrs={"fingerprint": fingerprint},
-    )
 
 
 # --------------------------------------------------------------------------- prepare
@@ -138,7 +78,7 @@ def prepare_refine_coco(
     work = Path(work_dir)
     ann = load_coco_instances(annotations, image_root)
     res = load_segmentor_results(results, ann, strict=False)
-    fingerprint = _fingerprint(
+    fingerprint = run_fingerprint(
         config,
         results=file_sha256(results),
         annotations=file_sha256(annotations),
@@ -147,7 +87,9 @@ def prepare_refine_coco(
     )
     ids = [str(g.image.id) for g in res.groups]
     counts = np.array([len(g.detections) for g in res.groups], dtype=np.int64)
-    store = _open_or_create(work, fingerprint, ids, {"num_detections": counts}, overwrite, LAYOUT)
+    store = open_or_create_work(
+        work, fingerprint, ids, {"num_detections": counts}, overwrite, LAYOUT
+    )
     shards = plan_shards(len(ids), num_shards)
     write_json(
         work / "rejected.json",
@@ -295,7 +237,7 @@ def run_refine_coco_shard(
     if done is not None:
         return {**done, "skipped": True}
     payload = read_json(work / "inputs" / f"{shard.name}.json")
-    denoiser, diffusion, infer = _inference(config)
+    denoiser, diffusion, infer = inference_setup(config)
     emitter = _Emitter(store if config.write_store else None)
     pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]] = []
     queued = 0
@@ -349,16 +291,9 @@ def run_refine_coco_shard(
 def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike) -> dict[str, Any]:
     """Assemble the refined results JSON (input order) and the manifest, atomically."""
     work = Path(work_dir)
-    store = MaskStore.open(work / "refined.zarr", "r+")
-    shards = [Shard(**s) for s in store.attrs["shards"]]
-    missing = [s.index for s in shards if store.completion_record(s.name) is None]
-    if missing:
-        raise InputError(
-            f"{work}: shards {missing} are not complete; run the stage again to finish them"
-        )
+    store, parts = completed_parts(work)
     entries, rows = [], []
-    for shard in shards:
-        part = read_json(work / "parts" / f"{shard.name}.json")
+    for part in parts:
         entries += part["entries"]
         rows += part["rows"]
     entries.sort(key=lambda e: e["index"])
@@ -373,7 +308,7 @@ def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike)
         "passed_through": sum(not e["refined"] for e in entries),
         "failed_images": sum(r["status"] != "ok" for r in rows),
         "rejected_entries": len(rejected),
-        "shards": len(shards),
+        "shards": len(parts),
     }
     write_json(
         work / "manifest.json", {"summary": summary, "images": rows, "rejected": rejected}, indent=1

@@ -96,8 +96,9 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
     """Write JSON atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent)
+    text = json.dumps(obj, indent=indent)  # the C encoder; json.dump streams in pure Python
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -57,6 +57,8 @@ def to_rle(
         counts = segmentation.get("counts")
         if not (isinstance(size, list | tuple) and len(size) == 2 and counts is not None):
             raise InputError(f"{item}: malformed RLE (needs 'size' [H, W] and 'counts')")
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in size):
+            raise InputError(f"{item}: malformed RLE ('size' must be two integers)")
         if [int(size[0]), int(size[1])] != [int(height), int(width)]:
             raise InputError(
                 f"{item}: RLE size {size[0]}x{size[1]} (HxW) differs from the image size "
@@ -73,7 +75,10 @@ def to_rle(
                 )
             return mask_utils.frPyObjects(segmentation, int(height), int(width))
         if isinstance(counts, str):
-            counts = counts.encode("ascii", errors="strict")
+            try:
+                counts = counts.encode("ascii", errors="strict")
+            except UnicodeEncodeError:
+                raise InputError(f"{item}: malformed RLE (counts are not ASCII)") from None
         if not isinstance(counts, bytes):
             raise InputError(f"{item}: malformed RLE ('counts' must be a string or a list)")
         rle = {"size": [int(height), int(width)], "counts": counts}
@@ -86,12 +91,20 @@ def to_rle(
                 f"{item}: malformed polygons (expected a non-empty list of coordinate lists)"
             )
         for p in polys:
-            if len(p) < 6 or len(p) % 2 or not all(np.isfinite(float(v)) for v in p):
+            if len(p) < 6 or len(p) % 2 or not all(_finite_number(v) for v in p):
                 raise InputError(f"{item}: malformed polygon (needs >= 3 finite x,y pairs)")
         return mask_utils.merge(
             mask_utils.frPyObjects([list(map(float, p)) for p in polys], int(height), int(width))
         )
     raise InputError(f"{item}: unsupported segmentation type {type(segmentation).__name__}")
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+    )
 
 
 def _check_compressed(rle: dict[str, Any], item: str) -> None:

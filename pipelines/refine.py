@@ -1,0 +1,102 @@
+"""What the refinement stages share: their config, the model set-up on a worker, and the work
+directory's store (created once, resumed when the inputs and settings are the same)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.models import checkpoint_id, load_cached_model
+from pipelines.stores import MaskStore
+from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion
+from segrefiner.errors import InputError
+from segrefiner.inference import InferenceConfig
+
+KIND = "refined"  # the mask kind refined outputs are stored under
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How a refinement stage runs (shared by refine-coco and the HR stages)."""
+
+    checkpoint: str  # checkpoint file or preset name
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int | None = None  # network batch; None: the checkpoint's setting (32)
+    model_size: int | None = None  # network input side; None: the checkpoint's setting (256)
+    bf16: bool = False  # bfloat16 autocast (CUDA only)
+    write_store: bool = True  # also keep the refined masks in the zarr store
+
+
+def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, InferenceConfig]:
+    model, saved = load_cached_model(config.checkpoint, config.device)
+    infer = saved
+    if config.batch_size:
+        infer = infer.replace(batch_size=config.batch_size)
+    if config.model_size:
+        infer = infer.replace(model_size=config.model_size)
+    denoiser = model
+    if config.bf16 and torch.device(config.device).type == "cuda":
+        denoiser = AutocastDenoiser(model, "cuda", torch.bfloat16)
+    return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
+
+
+def run_fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:
+    return {
+        "checkpoint": checkpoint_id(config.checkpoint),
+        "seed": config.seed,
+        "model_size": config.model_size,
+        "bf16": config.bf16,  # batch size, shard layout and workers do not change results
+        **inputs,
+    }
+
+
+def open_or_create_work(
+    work: Path,
+    fingerprint: dict[str, Any],
+    sample_ids: list[str],
+    columns: dict,
+    overwrite: bool,
+    layout: str,
+) -> MaskStore:
+    """The work directory's store: resumed when ``fingerprint`` (inputs, checkpoint, settings)
+    matches, recreated with ``overwrite``, else an error (never mix two runs' outputs)."""
+    store_path = work / "refined.zarr"
+    if MaskStore.exists(store_path):
+        store = MaskStore.open(store_path, "r+")
+        if store.attrs.get("fingerprint") == fingerprint and not overwrite:
+            return store  # resume
+        if not overwrite:
+            raise InputError(
+                f"{work}: holds a run with other inputs or settings; use another work "
+                "directory or overwrite"
+            )
+        for sub in ("refined.zarr", "inputs", "parts"):
+            shutil.rmtree(work / sub, ignore_errors=True)
+    return MaskStore.create(
+        store_path,
+        layout=layout,
+        kinds=[KIND],
+        sample_ids=sample_ids,
+        columns=columns,
+        attrs={"fingerprint": fingerprint},
+    )
+
+
+def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
+    """The store and every shard's part file, after checking that all shards completed."""
+    from pipelines.sharding import Shard
+    from segrefiner.io import read_json
+
+    store = MaskStore.open(work / "refined.zarr", "r+")
+    shards = [Shard(**s) for s in store.attrs["shards"]]
+    missing = [s.index for s in shards if store.completion_record(s.name) is None]
+    if missing:
+        raise InputError(
+            f"{work}: shards {missing} are not complete; run the stage again to finish them"
+        )
+    return store, [read_json(work / "parts" / f"{s.name}.json") for s in shards]

@@ -1,0 +1,283 @@
+"""The refine-big / refine-dis / refine-thin stages: high-resolution masks refined with the HR
+model (global step + local patches), sharded over images.
+
+Outputs use the official naming under ``out_dir``: BIG ``<name>_refine.png``; DIS
+``<set>/<name>.png``; ThinObject-5K and plain pairs ``<name>.png`` (8-bit 0/255 PNGs written
+atomically). Work directory (``<out_dir>/.work`` unless given)::
+
+    refined.zarr/          MaskStore (layout "refined-hr"): per sample id the refined (H, W) mask
+    inputs/<shard>.json    the shard's samples (id, image, coarse, output name)
+    parts/<shard>.json     per-sample rows (status, reason, seconds, patches), written before
+                           the shard's completion record
+    manifest.json          every sample's row and the totals (written by finalize)
+
+Memory stays bounded on any image size: the local step keeps one batch of patch
+probabilities alive at a time (``batch_size``), and a CUDA out-of-memory error halves it.
+A sample that still fails is passed through (its coarse mask is written as the output when it
+can be read) and listed with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.models import file_sha256
+from pipelines.refine import (
+    KIND,
+    RefineConfig,
+    completed_parts,
+    inference_setup,
+    open_or_create_work,
+    run_fingerprint,
+)
+from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
+from pipelines.stores import MaskStore
+from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
+from segrefiner.errors import InputError
+from segrefiner.inference import item_generator, refine_semantic
+from segrefiner.io import read_image, read_json, read_mask, resolve_under, write_json, write_mask
+
+log = logging.getLogger(__name__)
+
+LAYOUT = "refined-hr"
+DATASETS = ("big", "dis", "thin")
+
+
+def list_samples(
+    dataset: str,
+    data_root: str | os.PathLike,
+    *,
+    folder: str | None = None,
+    sets: tuple[str, ...] | None = None,
+    segmentor: str = "isnet",
+    coarse_dir: str | None = None,
+) -> list[SampleRecord]:
+    """The samples to refine, each with an image and a coarse mask.
+
+    - ``big``: ``<folder>/<name>_im.jpg`` + ``<name>_seg.png`` (default folder
+      ``big/coarse/deeplab``, the official input layout).
+    - ``dis``: ``dis/<set>/im/<name>.jpg`` + ``dis/coarse/<segmentor>/<set>/<name>.png`` for the
+      given sets (default: every test/validation set present).
+    - ``thin``: ThinObject-5K test list, coarse masks ``<coarse_dir>/<name>.png``.
+    """
+    root = Path(data_root)
+    if dataset == "big":
+        return read_big(root, folder or "big/coarse/deeplab", require_gt=False, require_coarse=True)
+    if dataset == "dis":
+        if sets is None:
+            sets = tuple(
+                s for s in DIS_SETS if s != "DIS-TR" and (root / "dis" / s / "im").is_dir()
+            )
+        if not sets:
+            raise InputError(f"{root}: no DIS-5K test/validation sets found under dis/")
+        records = read_dis(root, sets, segmentor=segmentor, require_gt=False, require_coarse=True)
+        return [r for r in records if r.coarse is not None]
+    if dataset == "thin":
+        if coarse_dir is None:
+            raise InputError("ThinObject-5K refinement needs the coarse masks' folder (coarse_dir)")
+        records = read_thin_object(root, "test")
+        return [
+            dataclasses.replace(r, coarse=resolve_under(root, Path(coarse_dir) / f"{r.name}.png"))
+            for r in records
+        ]
+    raise InputError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+
+
+def output_name(record: SampleRecord) -> str:
+    """The official output file name of a sample, relative to the output folder."""
+    if record.dataset == "big":
+        return f"{record.name}_refine.png"
+    if record.dataset == "dis":
+        return f"{record.split}/{record.name}.png"
+    return f"{record.name}.png"
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare_refine_hr(
+    records: list[SampleRecord],
+    out_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    num_shards: int = 1,
+    overwrite: bool = False,
+) -> list[Shard]:
+    """Write the per-shard inputs and create (or resume) the store."""
+    work = Path(work_dir)
+    ids = [r.sample_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise InputError("duplicate sample ids in the listing")
+    fingerprint = run_fingerprint(
+        config,
+        samples=file_digest_of_listing(records),
+        out_dir=str(Path(out_dir).resolve()),
+        num_shards=num_shards,
+    )
+    store = open_or_create_work(work, fingerprint, ids, {}, overwrite, LAYOUT)
+    shards = plan_shards(len(records), num_shards)
+    for shard in shards:
+        samples = [
+            {
+                "sample_id": r.sample_id,
+                "image": str(r.image),
+                "coarse": str(r.coarse),
+                "output": str(Path(out_dir) / output_name(r)),
+            }
+            for r in records[shard.start : shard.stop]
+        ]
+        write_json(work / "inputs" / f"{shard.name}.json", {"samples": samples})
+    store.update_attrs({"shards": [dataclasses.asdict(s) for s in shards]})
+    return shards
+
+
+def file_digest_of_listing(records: list[SampleRecord]) -> list[list[str]]:
+    """What identifies the inputs: (sample id, image and coarse content hashes)."""
+    return [[r.sample_id, file_sha256(r.image), file_sha256(r.coarse)] for r in records]
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+def _refine_one(
+    sample: dict, denoiser, diffusion, infer, config: RefineConfig
+) -> tuple[np.ndarray, int]:
+    image = read_image(sample["image"])
+    coarse = read_mask(sample["coarse"], shape=image.shape[:2])
+    batch = infer.batch_size
+    while True:
+        try:
+            gen = item_generator(config.seed, sample["sample_id"])
+            with warnings.catch_warnings():  # the manifest row says "empty" instead
+                warnings.filterwarnings("ignore", message=".*returning an empty mask")
+                fine = refine_semantic(
+                    denoiser, diffusion, image, coarse, gen, infer.replace(batch_size=batch),
+                    config.device, name=sample["coarse"],
+                )  # fmt: skip
+            return fine, int(coarse.sum())
+        except torch.OutOfMemoryError:
+            if config.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if batch == 1:
+                raise InputError(f"{sample['image']}: out of memory at batch size 1") from None
+            batch = max(1, batch // 2)
+            log.warning(
+                "%s: out of memory; retrying with batch size %d", sample["sample_id"], batch
+            )
+
+
+def run_refine_hr_shard(
+    work_dir: str | os.PathLike, config: RefineConfig, shard: Shard
+) -> dict[str, Any]:
+    """Refine one shard's images; a completed shard is skipped. Returns the completion record."""
+    started = time.perf_counter()
+    work = Path(work_dir)
+    store = MaskStore.open(work / "refined.zarr", "r+")
+    done = store.completion_record(shard.name)
+    if done is not None:
+        return {**done, "skipped": True}
+    samples = read_json(work / "inputs" / f"{shard.name}.json")["samples"]
+    denoiser, diffusion, infer = inference_setup(config)
+    rows = []
+    for sample in samples:
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"sample_id": sample["sample_id"], "output": sample["output"]}
+        try:
+            fine, coarse_pixels = _refine_one(sample, denoiser, diffusion, infer, config)
+            row["status"] = "ok" if coarse_pixels > infer.min_foreground else "empty"
+            row["reason"] = None if row["status"] == "ok" else (
+                f"coarse mask has {coarse_pixels} <= {infer.min_foreground} pixels: empty output"
+            )  # fmt: skip
+        except InputError as exc:
+            log.warning("%s: %s", sample["sample_id"], exc)
+            row.update(status="failed", reason=str(exc))
+            try:  # pass the coarse mask through when it can be read
+                fine = read_mask(sample["coarse"])
+            except InputError:
+                fine = None
+        if fine is not None:
+            write_mask(sample["output"], fine)
+            if config.write_store:
+                store.write_mask(KIND, sample["sample_id"], fine, attrs={"status": row["status"]})
+        row["written"] = fine is not None
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        rows.append(row)
+    write_json(work / "parts" / f"{shard.name}.json", {"rows": rows})
+    record = {
+        "shard": shard.index,
+        "samples": len(rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    store.mark_complete(shard.name, record)
+    return {**record, "skipped": False}
+
+
+# --------------------------------------------------------------------------- finalize / all
+
+
+def finalize_refine_hr(work_dir: str | os.PathLike) -> dict[str, Any]:
+    """Check every shard finished and write the manifest; returns the summary."""
+    work = Path(work_dir)
+    store, parts = completed_parts(work)
+    rows = [row for part in parts for row in part["rows"]]
+    summary = {
+        "samples": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "empty": sum(r["status"] == "empty" for r in rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "shards": len(parts),
+    }
+    write_json(work / "manifest.json", {"summary": summary, "samples": rows}, indent=1)
+    store.update_attrs({"complete": True, "summary": summary})
+    return summary
+
+
+def refine_hr(
+    records: list[SampleRecord],
+    out_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    work_dir: str | os.PathLike | None = None,
+    num_shards: int = 1,
+    dask_address: str | None = None,
+    n_workers: int = 0,
+    dask_threads: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Refine ``records`` (see :func:`list_samples`) into ``out_dir``; shards run in this process
+    (``n_workers=0``) or on Dask, as in :func:`pipelines.refine_coco.refine_coco`."""
+    if not records:
+        raise InputError("nothing to refine: the listing is empty")
+    work = Path(work_dir) if work_dir else Path(out_dir) / ".work"
+    shards = prepare_refine_hr(
+        records, out_dir, work, config, num_shards=num_shards, overwrite=overwrite
+    )
+    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
+    _, failures = run_shards(
+        run_refine_hr_shard,
+        shards,
+        (str(work), config),
+        dask_address=dask_address,
+        n_workers=n_workers,
+        processes=not dask_threads,
+        resources=resources,
+        retries=1,
+        progress=progress,
+    )
+    if failures:
+        raise ShardsFailedError(failures)
+    summary = finalize_refine_hr(work)
+    summary["out_dir"] = str(out_dir)
+    return summary

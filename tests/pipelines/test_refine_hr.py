@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.refine import RefineConfig
+from pipelines.refine_hr import list_samples, prepare_refine_hr, refine_hr, run_refine_hr_shard
+from pipelines.stores import MaskStore
+from segrefiner.errors import InputError
+from segrefiner.io import read_mask
+
+CONFIG = RefineConfig(checkpoint="tiny", seed=1, model_size=64, batch_size=4)
+
+
+def _pngs(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*.png"))
+        if ".work" not in p.parts
+    }
+
+
+def test_dis_official_naming_shards_and_resume(demo_ci: Path, tmp_path: Path) -> None:
+    records = list_samples("dis", demo_ci)
+    assert {r.split for r in records} == {"DIS-VD", "DIS-TE1"}
+    one = tmp_path / "one"
+    summary = refine_hr(records, one, CONFIG)
+    assert summary["samples"] == len(records) and summary["failed"] == 0
+    outputs = _pngs(one)
+    assert sorted(outputs) == sorted(f"{r.split}/{r.name}.png" for r in records)
+    for rec in records:
+        out = read_mask(one / rec.split / f"{rec.name}.png")
+        assert out.shape == read_mask(rec.coarse).shape
+    # two shards, one run, then a resumed run after a "kill" after the first shard
+    two = tmp_path / "two"
+    shards = prepare_refine_hr(records, two, two / ".work", CONFIG, num_shards=2)
+    first = run_refine_hr_shard(two / ".work", CONFIG, shards[0])
+    refine_hr(records, two, CONFIG, num_shards=2)
+    store = MaskStore.open(two / ".work" / "refined.zarr")
+    assert store.completion_record(shards[0].name)["seconds"] == first["seconds"]
+    assert _pngs(two) == outputs
+    assert np.array_equal(
+        store.read_mask("refined", records[0].sample_id),
+        read_mask(one / records[0].split / f"{records[0].name}.png"),
+    )
+
+
+def test_big_naming(demo_ci: Path, tmp_path: Path) -> None:
+    records = list_samples("big", demo_ci, folder="big/test")
+    out = tmp_path / "big"
+    refine_hr(records, out, CONFIG)
+    assert sorted(_pngs(out)) == sorted(f"{r.name}_refine.png" for r in records)
+
+
+def test_failed_sample_passes_coarse_through(demo_ci: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(demo_ci / "dis", data / "dis")
+    records = list_samples("dis", data)
+    records[0].image.write_bytes(b"broken")
+    out = tmp_path / "out"
+    summary = refine_hr(records, out, CONFIG)
+    assert summary["failed"] == 1 and summary["ok"] == len(records) - 1
+    rows = json.loads((out / ".work" / "manifest.json").read_text())["samples"]
+    bad = next(r for r in rows if r["sample_id"] == records[0].sample_id)
+    assert "unreadable image" in bad["reason"] and bad["written"]
+    written = read_mask(out / records[0].split / f"{records[0].name}.png")
+    assert np.array_equal(written, read_mask(records[0].coarse))
+
+
+def test_listing_errors(demo_ci: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown dataset"):
+        list_samples("voc", demo_ci)
+    with pytest.raises(InputError, match="coarse masks' folder"):
+        list_samples("thin", demo_ci)
+    with pytest.raises(InputError, match="no DIS-5K"):
+        list_samples("dis", tmp_path)
