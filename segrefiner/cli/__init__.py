@@ -18,6 +18,7 @@ from segrefiner.errors import SegRefinerError
 COMMAND_MODULES = [
     "segrefiner.cli.refine",
     "segrefiner.cli.data",
+    "segrefiner.cli.eval",
 ]
 
 

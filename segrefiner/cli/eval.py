@@ -1,0 +1,190 @@
+"""``segrefiner eval``: mask AP / boundary AP of instance results, IoU / mBA of mask folders.
+
+  segrefiner eval coco --gt ANN.json --results RES.json [--iou-type segm boundary] [--lvis]
+  segrefiner eval masks --gt DIR --pred DIR [--coarse DIR] [--naming plain|big] [--list FILE]
+  segrefiner eval dis --gt-root data/dis --pred-root OUT [--coarse-root data/dis/coarse/isnet]
+
+Tables print values x100 (AP with one decimal, IoU/mBA with two, as the papers do); the
+--json/--csv files keep fractions in [0, 1] and are written atomically. n/a marks a value that
+is undefined (e.g. no ground truth in an area range).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from segrefiner.io import write_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate results: COCO/LVIS mask and boundary AP, or IoU/mBA of mask folders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=lambda args: _usage(p))
+    sub = p.add_subparsers(dest="eval_command", metavar="KIND")
+
+    coco = sub.add_parser("coco", help="mask AP / boundary AP of instance results (COCO or LVIS)")
+    coco.add_argument("--gt", type=Path, required=True, help="annotation file (COCO/LVIS JSON)")
+    coco.add_argument("--results", type=Path, required=True, help="results file (JSON list)")
+    coco.add_argument(
+        "--iou-type",
+        nargs="+",
+        choices=["segm", "boundary"],
+        default=["segm"],
+        help="segm (mask AP) and/or boundary (boundary AP); default segm",
+    )
+    coco.add_argument(
+        "--lvis", action="store_true", help="LVIS protocol (federated, 300 detections per image)"
+    )
+    _common(coco)
+    coco.set_defaults(func=run_coco)
+
+    masks = sub.add_parser("masks", help="pooled IoU and mBA of a folder of masks")
+    masks.add_argument("--gt", type=Path, required=True, help="ground-truth mask folder")
+    masks.add_argument("--pred", type=Path, required=True, help="refined (predicted) mask folder")
+    masks.add_argument("--coarse", type=Path, help="coarse mask folder, to report deltas")
+    masks.add_argument(
+        "--naming",
+        choices=["plain", "big"],
+        default="plain",
+        help="plain: same file names; big: *_gt.png / *_refine.png / *_seg.png",
+    )
+    masks.add_argument("--list", type=Path, help="file listing the ground-truth names to use")
+    masks.add_argument("--csv", type=Path, help="write per-image rows to this CSV file")
+    _common(masks)
+    masks.set_defaults(func=run_masks)
+
+    dis = sub.add_parser("dis", help="IoU and mBA of DIS-5K, one line per split")
+    dis.add_argument("--gt-root", type=Path, required=True, help="folder with <split>/gt")
+    dis.add_argument("--pred-root", type=Path, required=True, help="folder with <split>/*.png")
+    dis.add_argument("--coarse-root", type=Path, help="folder with <split>/*.png coarse masks")
+    dis.add_argument("--splits", nargs="+", help="splits (default DIS-VD DIS-TE1..TE4)")
+    _common(dis)
+    dis.set_defaults(func=run_dis)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, help="write the full report to this JSON file")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="skip bad results / missing files and report them, instead of stopping",
+    )
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _pct(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}"
+
+
+def run_coco(args: argparse.Namespace) -> int:
+    from segrefiner.metrics import BandCache, evaluate_instances
+
+    api = "lvis" if args.lvis else "coco"
+    cache = BandCache()  # ground-truth bands are shared by the evaluations of this run
+    reports = {}
+    for iou_type in dict.fromkeys(args.iou_type):
+        reports[iou_type] = evaluate_instances(
+            args.gt,
+            args.results,
+            iou_type,
+            api,
+            strict=not args.lenient,
+            workers=args.workers,
+            band_cache=cache,
+        )
+    first = next(iter(reports.values()))
+    print(f"{api.upper()} protocol: {first.num_images} images, {first.num_detections} detections")
+    keys = list(first.metrics)
+    print(f"{'':10}" + "".join(f"{k:>7}" for k in keys))
+    for iou_type, report in reports.items():
+        label = "mask" if iou_type == "segm" else "boundary"
+        print(f"{label:10}" + "".join(f"{_pct(report.metrics[k], 1):>7}" for k in keys))
+    if first.skipped:
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(first.skipped.items()))
+        print(f"skipped {sum(first.skipped.values())} results: {counts}", file=sys.stderr)
+        for example in first.skipped_examples:
+            print(f"  {example}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {k: r.as_dict() for k, r in reports.items()}, indent=2)
+    return 0
+
+
+def _print_folder(report: Any, title: str | None = None) -> None:
+    if title:
+        print(f"[{title}]")
+    print(
+        f"images: {report.refined.num_images} evaluated of {report.num_ground_truths} ground "
+        f"truths (empty band, left out of mBA: {report.refined.empty_band})"
+    )
+    if report.coarse is None:
+        print(f"IoU      : {_pct(report.refined.iou, 2)}")
+        print(f"mBA      : {_pct(report.refined.mba, 2)}")
+    else:
+        print(f"New IoU  : {_pct(report.refined.iou, 2)}")
+        print(f"Old IoU  : {_pct(report.coarse.iou, 2)}")
+        print(f"IoU Delta: {_signed(report.delta_iou)}")
+        print(f"New mBA  : {_pct(report.refined.mba, 2)}")
+        print(f"Old mBA  : {_pct(report.coarse.mba, 2)}")
+        print(f"mBA Delta: {_signed(report.delta_mba)}")
+    for names, what in (
+        (report.missing_predictions, "without a prediction"),
+        (report.missing_coarse, "without a coarse mask"),
+    ):
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            print(f"{len(names)} ground truths {what}, left out: {shown}", file=sys.stderr)
+
+
+def run_masks(args: argparse.Namespace) -> int:
+    from segrefiner.metrics import evaluate_mask_folders, read_name_list
+
+    names = read_name_list(args.list) if args.list else None
+    report = evaluate_mask_folders(
+        args.gt,
+        args.pred,
+        args.coarse,
+        args.naming,
+        names=names,
+        strict=not args.lenient,
+        workers=args.workers,
+    )
+    _print_folder(report)
+    if args.json:
+        report.write_json(args.json)
+    if args.csv:
+        report.write_csv(args.csv)
+    return 0
+
+
+def run_dis(args: argparse.Namespace) -> int:
+    from segrefiner.metrics import DIS_SPLITS, evaluate_dis
+
+    reports = evaluate_dis(
+        args.gt_root,
+        args.pred_root,
+        args.coarse_root,
+        splits=args.splits or DIS_SPLITS,
+        strict=not args.lenient,
+        workers=args.workers,
+    )
+    for split, report in reports.items():
+        _print_folder(report, split)
+    if args.json:
+        write_json(args.json, {s: r.as_dict() for s, r in reports.items()}, indent=2)
+    return 0
