@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from segrefiner import __version__
 from segrefiner.errors import SegRefinerError
@@ -31,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    # Commands of the pipeline/orchestration layers register as entry points, so the library
+    # never imports those layers; without them installed the library commands still work.
+    for entry in sorted(entry_points(group="segrefiner.commands"), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError:
+            continue
+        register(subparsers)
     return parser
 
 

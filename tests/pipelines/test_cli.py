@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from segrefiner.cli import main
+
+
+def test_refine_coco_cli(demo_ci: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "refined.json"
+    argv = [
+        "refine-coco",
+        "--results", str(demo_ci / "results" / "segmentor_val.segm.json"),
+        "--images", str(demo_ci / "coco" / "val2017"),
+        "--checkpoint", "tiny",
+        "--model-size", "64",
+        "--shards", "2",
+        "-o", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "detections in 4 images" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())) == 21
+    assert main(argv) == 0  # resumes: both shards already complete
+
+
+def test_refine_dataset_cli(demo_ci: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "dis"
+    argv = ["refine-dataset", "--kind", "dis", "--data-root", str(demo_ci), "--checkpoint", "tiny"]
+    assert main([*argv, "--model-size", "64", "-o", str(out)]) == 0
+    assert "refined 2 of 2 images" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in out.rglob("*.png")) == ["DIS-TE1", "DIS-VD"]
+
+
+def test_pipeline_cli_errors(demo_ci: Path, tmp_path: Path, capsys) -> None:
+    argv = ["refine-coco", "--results", "r.json", "--images", str(tmp_path), "--checkpoint", "tiny"]
+    assert main([*argv, "-o", str(tmp_path / "o.json")]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
+    argv = [
+        "refine-dataset",
+        "--kind",
+        "dis",
+        "--data-root",
+        str(demo_ci),
+        "--checkpoint",
+        "nope.pth",
+    ]
+    assert main([*argv, "-o", str(tmp_path / "o")]) == 2
+    assert "nope.pth: checkpoint file not found" in capsys.readouterr().err
