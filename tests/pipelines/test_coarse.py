@@ -263,3 +263,17 @@ def test_pairs_folder_and_process_workers(tmp_path) -> None:
     assert export_pngs(tmp_path / "a.zarr", tmp_path / "out", kinds=["coarse"]) == 4
     assert (tmp_path / "out/coarse/p0.png").is_file()
     assert not (tmp_path / "out/collection_hr.json").exists()
+
+
+def test_existing_scheduler_is_used_and_left_running(hr_root, one_shard, tmp_path) -> None:
+    from distributed import Client, LocalCluster
+
+    root, _ = hr_root
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        summary = generate_coarse_hr(
+            root, tmp_path / "s.zarr", seed=5, num_shards=2, dask_address=cluster.scheduler_address
+        )
+        assert summary["complete"]
+        with Client(cluster) as client:  # the stage did not close the cluster
+            assert client.submit(sum, [1, 2]).result() == 3
+    assert snapshot(tmp_path / "s.zarr") == snapshot(one_shard[0])
