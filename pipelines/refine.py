@@ -28,7 +28,9 @@ class RefineConfig:
     device: str = "cpu"
     batch_size: int | None = None  # network batch; None: the checkpoint's setting (32)
     model_size: int | None = None  # network input side; None: the checkpoint's setting (256)
-    bf16: bool = False  # bfloat16 autocast (CUDA only)
+    bf16: bool = False  # bfloat16 autocast (meant for CUDA; CPU autocast works too, slowly)
+    channels_last: bool = False  # NHWC memory format (faster convolutions on tensor cores)
+    compile: bool = False  # torch.compile the network (first batches pay the compilation)
     write_store: bool = True  # also keep the refined masks in the zarr store
 
 
@@ -40,9 +42,23 @@ def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, Infer
     if config.model_size:
         infer = infer.replace(model_size=config.model_size)
     denoiser = model
-    if config.bf16 and torch.device(config.device).type == "cuda":
-        denoiser = AutocastDenoiser(model, "cuda", torch.bfloat16)
+    if config.channels_last:
+        denoiser = denoiser.to(memory_format=torch.channels_last)
+    if config.compile:
+        denoiser = _compiled(denoiser)
+    if config.bf16:
+        denoiser = AutocastDenoiser(denoiser, torch.device(config.device).type, torch.bfloat16)
     return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
+
+
+_COMPILED: dict[int, Any] = {}
+
+
+def _compiled(model: torch.nn.Module) -> Any:
+    # One compiled wrapper per cached model, so later shards on the worker reuse its kernels.
+    if id(model) not in _COMPILED:
+        _COMPILED[id(model)] = torch.compile(model, dynamic=False)
+    return _COMPILED[id(model)]
 
 
 def run_fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:

@@ -84,7 +84,14 @@ class Refiner:
         return cls(model, device=device, seed=seed, config=config)
 
     def _generators(self, keys: Sequence[object]) -> list[torch.Generator]:
-        return [item_generator(self.seed, key) for key in keys]
+        # A tuple key is the item's identity in parts, e.g. ("coco", image_id, index), the same
+        # identity the batch stages use, so both paths draw the same noise for an item.
+        return [
+            item_generator(self.seed, *key)
+            if isinstance(key, tuple)
+            else item_generator(self.seed, key)
+            for key in keys
+        ]
 
     def refine(self, image: np.ndarray, coarse: np.ndarray, key: object = 0) -> np.ndarray:
         """Refine one mask over the whole image (semantic / HR path: global + local steps).

@@ -1,0 +1,182 @@
+"""Throughput of refine-coco (instances/s) and refine-big (images/s) on the demo data.
+
+Compares, in the same run and on the same data:
+  (a) baseline: float32, one image's instances per network batch (as the official code does),
+      through the public ``Refiner`` API;
+  (b) optimised: the refine-coco stage with instances of many images packed into full batches,
+      plus bfloat16 autocast / channels_last / torch.compile when asked (meant for CUDA).
+Prints the speed-up, and on CUDA the model FLOP utilisation (6 x forward FLOPs per instance).
+Also checks the optimised masks against float32 (mean mask IoU; the target with bf16 is >= 0.999).
+
+    python benchmarks/refine_throughput.py --preset tiny --model-size 128          # CPU
+    python benchmarks/refine_throughput.py --checkpoint official --device cuda --bf16 --channels-last --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipelines.refine import RefineConfig
+from pipelines.refine_coco import refine_coco
+from pipelines.refine_hr import list_samples, refine_hr
+from segrefiner import rle
+from segrefiner.data.coco import load_coco_instances, load_segmentor_results
+from segrefiner.data.demo import generate_demo
+from segrefiner.model import PRESETS, build_unet
+from segrefiner.refiner import Refiner
+
+H100_BF16_PEAK = 800e12  # dense bf16 FLOP/s used by the project's targets
+
+
+def forward_flops(preset: str, size: int) -> float:
+    model = build_unet(preset)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 4, size, size), torch.zeros(1, dtype=torch.long))
+    return float(counter.get_total_flops())
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def baseline_coco(
+    demo: Path, checkpoint: str, device: str, model_size: int
+) -> tuple[float, int, list]:
+    """Official-style: per image, all its instances in one batch, float32."""
+    ann = load_coco_instances(
+        demo / "coco/annotations/instances_val2017.json", demo / "coco/val2017"
+    )
+    res = load_segmentor_results(demo / "results/segmentor_val.segm.json", ann)
+    refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=0)
+    refiner.config = refiner.config.replace(model_size=model_size)
+    if checkpoint in PRESETS:  # the stage seeds preset weights with 0; use the same network
+        torch.manual_seed(0)
+        refiner.model.load_state_dict(build_unet(checkpoint).state_dict())
+    refined, count = [], 0
+    sync(device)
+    start = time.perf_counter()
+    for group in res:
+        image = res.read_image(group.image.id)
+        masks = np.stack([d.mask() for d in group.detections])
+        keys = [("coco", group.image.id, d.index) for d in group.detections]
+        out = refiner.refine_instances(image, masks, keys=keys)
+        count += int((masks.reshape(len(masks), -1).sum(1) >= refiner.config.area_thr).sum())
+        refined += list(out)
+    sync(device)
+    return time.perf_counter() - start, count, refined
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--demo", type=Path, default=Path("data/demo"))
+    parser.add_argument("--scale", default="default", help="demo scale to generate if missing")
+    parser.add_argument("--checkpoint", "--preset", default="tiny", dest="checkpoint")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+
+    generate_demo(args.demo, seed=0, scale=args.scale)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device: {device_name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print(f"checkpoint: {args.checkpoint}; model_size {args.model_size}; batch {args.batch_size}")
+
+    base_s, n_inst, base_masks = baseline_coco(
+        args.demo, args.checkpoint, args.device, args.model_size
+    )
+    opt = RefineConfig(
+        checkpoint=args.checkpoint,
+        device=args.device,
+        seed=0,
+        batch_size=args.batch_size,
+        model_size=args.model_size,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        write_store=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "refined.json"
+        if args.compile:  # compile outside the timed region
+            refine_coco(
+                args.demo / "results/segmentor_val.segm.json",
+                args.demo / "coco/annotations/instances_val2017.json",
+                args.demo / "coco/val2017",
+                Path(tmp) / "warm.json",
+                opt,
+            )
+        sync(args.device)
+        start = time.perf_counter()
+        summary = refine_coco(
+            args.demo / "results/segmentor_val.segm.json",
+            args.demo / "coco/annotations/instances_val2017.json",
+            args.demo / "coco/val2017",
+            out,
+            opt,
+        )
+        sync(args.device)
+        opt_s = time.perf_counter() - start
+        entries = json.loads(out.read_text())
+    opt_masks = [rle.decode(e["segmentation"], *e["segmentation"]["size"]) for e in entries]
+    ious = [
+        (a & b).sum() / max((a | b).sum(), 1) for a, b in zip(base_masks, opt_masks, strict=True)
+    ]
+    assert summary["refined"] == n_inst
+    print(f"\nrefine-coco (instances refined: {n_inst})")
+    print(
+        f"  (a) baseline  float32, per-image batches : {n_inst / base_s:8.2f} inst/s ({base_s:.1f} s)"
+    )
+    label = (
+        "+".join(k for k in ("bf16", "channels_last", "compile") if getattr(args, k)) or "float32"
+    )
+    print(f"  (b) optimised packed, {label:18s}: {n_inst / opt_s:8.2f} inst/s ({opt_s:.1f} s)")
+    print(f"  speed-up (b)/(a): {base_s / opt_s:.2f}x")
+    print(f"  mask IoU (b) vs (a): mean {np.mean(ious):.5f}, min {np.min(ious):.5f}")
+    if args.device.startswith("cuda") and args.checkpoint in PRESETS:
+        flops = 6 * forward_flops(args.checkpoint, args.model_size)
+        print(
+            f"  MFU (b) vs 800 TFLOP/s bf16 peak: {100 * flops * n_inst / opt_s / H100_BF16_PEAK:.1f}%"
+        )
+
+    if not args.skip_big:
+        records = list_samples("big", args.demo, folder="big/test")
+        for label, cfg in (
+            (
+                "float32",
+                RefineConfig(
+                    args.checkpoint,
+                    device=args.device,
+                    model_size=args.model_size,
+                    write_store=False,
+                ),
+            ),
+            ("optimised", opt),
+        ):
+            with tempfile.TemporaryDirectory() as tmp:
+                sync(args.device)
+                start = time.perf_counter()
+                refine_hr(records, Path(tmp) / "big", cfg)
+                sync(args.device)
+                seconds = time.perf_counter() - start
+            print(
+                f"refine-big {label:9s}: {len(records) / seconds:.3f} images/s ({seconds:.1f} s, {len(records)} images)"
+            )
+
+
+if __name__ == "__main__":
+    main()
