@@ -210,8 +210,10 @@ def modify_boundary(
         ``iou_target`` (it is measured against the polygonised mask, not ``mask``); on large
         smooth masks the 250 rounds of small kernels may end above it.
 
-    Note: an empty mask has no contour, so it is perturbed as is; random centre pixels can then
-    grow into small blobs, exactly as in the official code.
+    Notes: an empty mask has no contour, so it is perturbed as is; random centre pixels can then
+    grow into small blobs, exactly as in the official code. Any non-zero input value is
+    foreground, also on the no-polygon fallback (the official offline script passes a GT whose
+    255s wrapped to 1 in uint8, which its ``> 127`` threshold would then empty).
     """
     drawn = simplify_boundary(
         mask,
