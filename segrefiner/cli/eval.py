@@ -74,7 +74,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lenient",
         action="store_true",
-        help="skip bad results / missing files and report them, instead of stopping",
+        help="skip bad results (e.g. unknown image or category ids, as the official "
+        "eval_json.py drops them) or missing files and report them, instead of stopping",
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
 

@@ -30,7 +30,7 @@ from segrefiner.metrics.folders import (
     evaluate_thin_object,
     read_name_list,
 )
-from segrefiner.metrics.instance_ap import InstanceEvalReport, evaluate_instances, instance_ap
+from segrefiner.metrics.instances import InstanceEvalReport, evaluate_instances, instance_ap
 from segrefiner.metrics.masks import OverlapCounts, iou, overlap_counts, pooled_iou
 from segrefiner.metrics.mba import (
     BandCounts,

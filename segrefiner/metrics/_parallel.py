@@ -25,26 +25,62 @@ def check_client(client: Any) -> None:
         )
 
 
+class TaskRunner:
+    """Runs lists of independent tasks here, in local worker processes, or on a Dask client.
+
+    ``client`` (a Dask client) wins over ``workers``; ``workers > 1`` starts that many local
+    processes on first use and keeps them until :meth:`close` (or the end of a ``with`` block),
+    so several stages share one start-up. Processes are started with "spawn": forking a process
+    that already runs threads (PyTorch, Dask, OpenCV) can deadlock, and spawn behaves the same
+    on every platform. Task functions must be module-level and their arguments picklable.
+    """
+
+    def __init__(self, workers: int = 1, client: Any = None) -> None:
+        check_client(client)
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.client = client
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.client is not None or self.workers > 1
+
+    @property
+    def slots(self) -> int:
+        """How many tasks can run at once (a guess for a Dask cluster)."""
+        return self.workers if self.client is None else 8
+
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> list[R]:
+        """``[fn(t) for t in tasks]``, in order."""
+        if self.client is not None:
+            return list(self.client.gather(self.client.map(fn, list(tasks), pure=False)))
+        if self.workers == 1 or len(tasks) <= 1:
+            return [fn(t) for t in tasks]
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return list(self._pool.map(fn, tasks))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_tasks(
     fn: Callable[[T], R], tasks: Sequence[T], workers: int = 1, client: Any = None
 ) -> list[R]:
-    """``[fn(t) for t in tasks]``, in order, possibly in parallel.
-
-    ``client`` (a Dask client) wins over ``workers``; ``workers > 1`` starts that many local
-    processes. ``fn`` must be a module-level function and ``tasks`` picklable. Processes are
-    started with "spawn": forking a process that already runs threads (PyTorch, Dask, OpenCV)
-    can deadlock, and spawn behaves the same on every platform.
-    """
-    check_client(client)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if client is not None:
-        return list(client.gather(client.map(fn, list(tasks), pure=False)))
-    if workers == 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
-        return list(pool.map(fn, tasks))
+    """``[fn(t) for t in tasks]``, in order, possibly in parallel (see :class:`TaskRunner`)."""
+    with TaskRunner(workers, client) as runner:
+        return runner.map(fn, tasks)
 
 
 def chunked(items: Sequence[T], parts: int) -> list[list[T]]:

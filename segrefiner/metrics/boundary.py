@@ -198,23 +198,21 @@ def decode_crop(rle: dict[str, Any]) -> tuple[int, int, np.ndarray] | None:
         raise InputError(
             f"malformed RLE (runs cover {int(runs.sum())} pixels, expected {height * width})"
         )
-    ends = np.cumsum(runs)
-    one_starts = ends[0::2][: runs.size // 2]  # runs alternate 0s, 1s, 0s, ...
-    one_ends = ends[1::2]
-    keep = one_ends > one_starts
-    one_starts, one_ends = one_starts[keep], one_ends[keep]
-    if one_starts.size == 0:
+    ends = np.cumsum(runs)  # runs alternate 0s, 1s, 0s, ... down the columns
+    ones = np.flatnonzero(runs[1::2]) * 2 + 1  # indices of non-empty runs of 1s
+    if ones.size == 0:
         return None
-    first_col = int(one_starts[0] // height)
-    last_col = int((one_ends[-1] - 1) // height)
-    base = first_col * height
-    span = (last_col - first_col + 1) * height
-    # Paint the runs into the column band with a difference array, then integrate.
-    marks = np.zeros(span + 1, dtype=np.int32)
-    marks[one_starts - base] += 1  # starts are distinct, and so are ends
-    marks[one_ends - base] -= 1
-    band = np.cumsum(marks[:-1], dtype=np.int32).astype(bool)
-    columns = band.reshape(last_col - first_col + 1, height).T  # (H, cols), column-major runs
+    first_col = int((ends[ones[0]] - runs[ones[0]]) // height)
+    last_col = int((ends[ones[-1]] - 1) // height)
+    base, stop = first_col * height, (last_col + 1) * height
+    # Expand only the runs inside the mask's columns, clipped to them.
+    i0 = int(np.searchsorted(ends, base, side="right"))  # the run holding pixel ``base``
+    i1 = int(np.searchsorted(ends, stop - 1, side="right"))
+    lengths = runs[i0 : i1 + 1].copy()
+    lengths[0] = ends[i0] - base
+    lengths[-1] -= ends[i1] - stop
+    values = (np.arange(i0, i1 + 1) % 2).astype(bool)
+    columns = np.repeat(values, lengths).reshape(last_col - first_col + 1, height).T
     rows = np.flatnonzero(columns.any(axis=1))
     top, bottom = int(rows[0]), int(rows[-1]) + 1
     return top, first_col, np.ascontiguousarray(columns[top:bottom])

@@ -24,7 +24,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
-from segrefiner.metrics._parallel import chunked, run_tasks
+from segrefiner.metrics._parallel import TaskRunner, chunked
 from segrefiner.metrics.boundary import DILATION_RATIO, Band, band_iou, band_of_rle
 
 
@@ -110,22 +110,17 @@ def _group_ious(group: _Group, job: _Job, new_bands: dict[tuple[int, int, bytes]
     return ious
 
 
-def compute_boundary_ious(
-    groups: list[_Group],
-    cache: BandCache,
-    workers: int = 1,
-    client: Any = None,
+def _compute_boundary_ious(
+    groups: list[_Group], cache: BandCache, runner: TaskRunner | None = None
 ) -> dict[tuple[int, int], Any]:
     """Boundary-type IoU matrices for every cell, using and filling ``cache``."""
+    runner = runner if runner is not None else TaskRunner()
     # Cells of one image stay together; chunks of images balance the workers.
     by_image: dict[int, list[_Group]] = {}
     for group in groups:
         by_image.setdefault(group.key[0], []).append(group)
-    images = list(by_image.values())
-    parallel = client is not None or workers > 1
-    parts = (4 * (workers if client is None else 8)) if parallel else 1
     jobs = []
-    for chunk in chunked(images, parts):
+    for chunk in chunked(list(by_image.values()), 4 * runner.slots if runner.parallel else 1):
         cells = [g for image in chunk for g in image]
         cached = {}
         for g in cells:
@@ -135,7 +130,7 @@ def compute_boundary_ious(
                     cached[_counts_key(rle)] = band
         jobs.append(_Job(cells, cached, cache.dilation_ratio))
     ious: dict[tuple[int, int], Any] = {}
-    for cell_ious, new_bands in run_tasks(_job_ious, jobs, workers, client):
+    for cell_ious, new_bands in runner.map(_job_ious, jobs):
         ious.update(cell_ious)
         for key, band in new_bands.items():
             cache._bands[key] = band
@@ -152,6 +147,8 @@ class BoundaryCOCOeval(COCOeval):
     """``COCOeval`` whose pairwise IoU is ``min(mask IoU, boundary IoU)`` (crowd: mask IoU).
 
     Use like ``COCOeval(gt, dt, "segm")``: ``evaluate()``, ``accumulate()``, ``summarize()``.
+    ``band_cache`` keeps ground-truth bands across evaluations; ``runner`` spreads the band work
+    over processes or a Dask cluster.
     """
 
     def __init__(
@@ -159,14 +156,12 @@ class BoundaryCOCOeval(COCOeval):
         coco_gt: Any,
         coco_dt: Any,
         band_cache: BandCache | None = None,
-        workers: int = 1,
-        client: Any = None,
+        runner: TaskRunner | None = None,
     ) -> None:
         # "segm" makes the parent turn every mask into RLE and summarise as mask AP does.
         super().__init__(coco_gt, coco_dt, iouType="segm")
         self.band_cache = band_cache if band_cache is not None else BandCache()
-        self.workers = workers
-        self.client = client
+        self.runner = runner
         self._boundary_ious: dict[tuple[int, int], Any] = {}
 
     def _prepare(self) -> None:
@@ -191,9 +186,7 @@ class BoundaryCOCOeval(COCOeval):
                         [int(g["iscrowd"]) for g in gt],
                     )
                 )
-        self._boundary_ious = compute_boundary_ious(
-            groups, self.band_cache, self.workers, self.client
-        )
+        self._boundary_ious = _compute_boundary_ious(groups, self.band_cache, self.runner)
 
     def computeIoU(self, imgId: int, catId: int) -> Any:  # the parent's name
         return self._boundary_ious.get((imgId, catId), [])
@@ -242,16 +235,14 @@ def _build_lvis_class() -> type:
             lvis_dt: Any,
             iou_type: str = "segm",
             band_cache: BandCache | None = None,
-            workers: int = 1,
-            client: Any = None,
+            runner: TaskRunner | None = None,
         ) -> None:
             if iou_type not in ("segm", "bbox", "boundary"):
                 raise ValueError(f"iou_type: {iou_type} is not supported")
             super().__init__(lvis_gt, lvis_dt, iou_type="bbox" if iou_type == "bbox" else "segm")
             self.boundary = iou_type == "boundary"
             self.band_cache = band_cache if band_cache is not None else BandCache()
-            self.workers = workers
-            self.client = client
+            self.runner = runner
             self._boundary_ious: dict[tuple[int, int], Any] = {}
 
         def _prepare(self) -> None:
@@ -273,9 +264,7 @@ def _build_lvis_class() -> type:
                             [0] * len(gt),  # lvis treats no annotation as crowd
                         )
                     )
-            self._boundary_ious = compute_boundary_ious(
-                groups, self.band_cache, self.workers, self.client
-            )
+            self._boundary_ious = _compute_boundary_ious(groups, self.band_cache, self.runner)
 
         def compute_iou(self, img_id: int, cat_id: int) -> Any:
             if not self.boundary:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from segrefiner.errors import InputError
 from segrefiner.io import atomic_path, read_mask, write_json
-from segrefiner.metrics._parallel import chunked, run_tasks
+from segrefiner.metrics._parallel import TaskRunner, chunked
 from segrefiner.metrics.masks import overlap_counts
 from segrefiner.metrics.mba import band_counts, summarize_accuracies
 
@@ -307,9 +307,9 @@ def evaluate_mask_folders(
     items, missing_pred, missing_coarse, extra = _pair_files(
         gt_dir, pred_dir, coarse_path, naming, names, strict
     )
-    parallel = client is not None or workers > 1
-    chunks = chunked(items, 4 * (workers if client is None else 8) if parallel else 1)
-    rows = [row for part in run_tasks(_score_items, chunks, workers, client) for row in part]
+    with TaskRunner(workers, client) as runner:
+        chunks = chunked(items, 4 * runner.slots if runner.parallel else 1)
+        rows = [row for part in runner.map(_score_items, chunks) for row in part]
     num_gt = len(items) + len(set(missing_pred) | set(missing_coarse))
     return FolderReport(
         rows=rows,

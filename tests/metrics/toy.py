@@ -6,8 +6,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
-from segrefiner.rle import encode
+from segrefiner.rle import encode, to_rle
 
 CATEGORIES = [
     {"id": 1, "name": "disc", "frequency": "f"},
@@ -66,10 +67,6 @@ def make_toy_set(
             is_crowd = int(crowd and k == 1)
             if is_crowd:
                 segm = encode(gt)
-            from pycocotools import mask as mask_utils
-
-            from segrefiner.rle import to_rle
-
             area = float(mask_utils.area(to_rle(segm, h, w)))
             x, y, bw, bh = cv2.boundingRect(gt.astype(np.uint8))
             anns.append(

@@ -17,8 +17,11 @@ frequency group), so it cannot be averaged by mistake.
 
 Inputs are checked before evaluation. A result with an unknown image or category id, a
 malformed RLE/polygon, a bad score or box is an :class:`InputError` naming it; with
-``strict=False`` such results are skipped instead and counted in the report. An empty result
-set is an error when strict; otherwise it is evaluated as "no detections" (AP 0).
+``strict=False`` such results are skipped instead and counted in the report. (The official
+``eval_json.py`` silently drops detections whose image or category is not in the annotation
+file, e.g. COCO categories absent from the cocofied LVIS val; ``strict=False`` does the same
+but says how many.) An empty result set is an error when strict; otherwise it is evaluated as
+"no detections" (AP 0).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, Literal
 
 from segrefiner.errors import InputError
 from segrefiner.io import read_json
-from segrefiner.metrics._parallel import check_client
+from segrefiner.metrics._parallel import TaskRunner, chunked
 from segrefiner.metrics.boundary import DILATION_RATIO
 from segrefiner.metrics.evaluators import BandCache, BoundaryCOCOeval, lvis_evaluator_class
 from segrefiner.rle import to_rle
@@ -124,7 +127,6 @@ def evaluate_instances(
         raise InputError(f"iou_type must be 'segm' or 'boundary', got {iou_type!r}")
     if api not in ("coco", "lvis"):
         raise InputError(f"api must be 'coco' or 'lvis', got {api!r}")
-    check_client(client)
     if band_cache is None:
         band_cache = BandCache(dilation_ratio)
     elif band_cache.dilation_ratio != float(dilation_ratio):
@@ -133,15 +135,13 @@ def evaluate_instances(
             f"not {dilation_ratio}"
         )
 
-    dataset = load_annotations(gt, lvis=api == "lvis")
-    detections, skipped, examples = check_results(results, dataset, strict=strict)
-    if not detections and strict:
-        raise InputError(f"{_name(results)}: no detections to evaluate")
-
-    if api == "coco":
-        metrics = _run_coco(dataset, detections, iou_type, band_cache, workers, client)
-    else:
-        metrics = _run_lvis(dataset, detections, iou_type, band_cache, workers, client)
+    with TaskRunner(workers, client) as runner:
+        dataset = load_annotations(gt, lvis=api == "lvis")
+        detections, skipped, examples = check_results(results, dataset, strict, runner)
+        if not detections and strict:
+            raise InputError(f"{_name(results)}: no detections to evaluate")
+        run = _run_coco if api == "coco" else _run_lvis
+        metrics = run(dataset, detections, iou_type, band_cache, runner)
     return InstanceEvalReport(
         iou_type=iou_type,
         api=api,
@@ -250,20 +250,20 @@ def check_results(
     results: str | os.PathLike | list[dict[str, Any]],
     dataset: dict[str, Any],
     strict: bool = True,
+    runner: TaskRunner | None = None,
 ) -> tuple[list[dict[str, Any]], Counter, list[str]]:
     """Check results against the annotations and return normalised copies.
 
     Each kept result has ``image_id``, ``category_id``, a float ``score``, ``segmentation`` as
     compressed RLE (``counts`` str) and, if it had one, ``bbox`` (XYWH, 4 numbers). Returns
     ``(kept, skipped counts by reason, example messages)``; with ``strict`` the first problem
-    raises :class:`InputError` instead.
+    (in file order) raises :class:`InputError` instead. ``runner`` may spread the checks, which
+    decode every RLE, over processes.
     """
     name = _name(results)
     items = read_json(results) if isinstance(results, str | os.PathLike) else results
     if not isinstance(items, list):
         raise InputError(f"{name}: expected a JSON list of detections")
-    sizes = {img["id"]: (int(img["height"]), int(img["width"])) for img in dataset["images"]}
-    categories = {cat["id"] for cat in dataset["categories"]}
     with_box = sum(1 for it in items if isinstance(it, dict) and "bbox" in it)
     if 0 < with_box < len(items):
         # pycocotools and lvis decide box vs mask areas from the first result only.
@@ -271,20 +271,38 @@ def check_results(
             f"{name}: {with_box} of {len(items)} detections have a 'bbox' and the others do "
             "not; give it for all of them or for none"
         )
+    sizes = {img["id"]: (int(img["height"]), int(img["width"])) for img in dataset["images"]}
+    categories = {cat["id"] for cat in dataset["categories"]}
+    runner = runner if runner is not None else TaskRunner()
+    parts = chunked(range(len(items)), 4 * runner.slots if runner.parallel else 1)
+    tasks = [(name, p[0], items[p[0] : p[-1] + 1], sizes, categories) for p in parts]
     kept: list[dict[str, Any]] = []
     skipped: Counter = Counter()
     examples: list[str] = []
-    for k, item in enumerate(items):
-        where = f"{name}[{k}]"
-        try:
-            kept.append(_check_result(item, where, sizes, categories))
-        except _Skip as skip:
+    for checked in runner.map(_check_chunk, tasks):
+        for entry in checked:
+            if isinstance(entry, dict):
+                kept.append(entry)
+                continue
+            reason, message = entry
             if strict:
-                raise InputError(str(skip)) from None
-            skipped[skip.reason] += 1
+                raise InputError(message)  # chunks come back in order: this is the first
+            skipped[reason] += 1
             if len(examples) < _EXAMPLES:
-                examples.append(str(skip))
+                examples.append(message)
     return kept, skipped, examples
+
+
+def _check_chunk(task: tuple) -> list[dict[str, Any] | tuple[str, str]]:
+    """Check ``items[offset:]``: a normalised result, or ``(reason, message)``, per item."""
+    name, offset, items, sizes, categories = task
+    out: list[dict[str, Any] | tuple[str, str]] = []
+    for k, item in enumerate(items, start=offset):
+        try:
+            out.append(_check_result(item, f"{name}[{k}]", sizes, categories))
+        except _Skip as skip:
+            out.append((skip.reason, str(skip)))
+    return out
 
 
 class _Skip(Exception):
@@ -361,8 +379,7 @@ def _run_coco(
     detections: list[dict[str, Any]],
     iou_type: str,
     band_cache: BandCache,
-    workers: int,
-    client: Any,
+    runner: TaskRunner,
 ) -> dict[str, float | None]:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -382,7 +399,7 @@ def _run_coco(
             }
             coco_dt.createIndex()
         if iou_type == "boundary":
-            evaluator = BoundaryCOCOeval(coco_gt, coco_dt, band_cache, workers, client)
+            evaluator = BoundaryCOCOeval(coco_gt, coco_dt, band_cache, runner)
         else:
             evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
         evaluator.evaluate()
@@ -396,8 +413,7 @@ def _run_lvis(
     detections: list[dict[str, Any]],
     iou_type: str,
     band_cache: BandCache,
-    workers: int,
-    client: Any,
+    runner: TaskRunner,
 ) -> dict[str, float | None]:
     try:
         from lvis.lvis import LVIS
@@ -417,8 +433,6 @@ def _run_lvis(
             lvis_dt.logger = logging.getLogger("lvis.results")
             lvis_dt.dataset = {**copy.deepcopy(dataset), "annotations": []}
             lvis_dt._create_index()
-        evaluator = lvis_evaluator_class()(
-            lvis_gt, lvis_dt, iou_type, band_cache=band_cache, workers=workers, client=client
-        )
+        evaluator = lvis_evaluator_class()(lvis_gt, lvis_dt, iou_type, band_cache, runner)
         evaluator.run()
     return {key: _fraction(evaluator.results[key]) for key in LVIS_KEYS}
