@@ -97,3 +97,21 @@ def test_eval_masks_with_coarse_and_csv(tmp_path, capsys):
 def test_eval_without_kind_shows_help(capsys):
     assert main(["eval"]) == 2
     assert "segrefiner eval coco" in capsys.readouterr().out
+
+
+def test_eval_dis_one_block_per_split(tmp_path, capsys):
+    for split in ("DIS-VD", "DIS-TE1"):
+        (tmp_path / "dis" / split / "gt").mkdir(parents=True)
+        (tmp_path / "out" / split).mkdir(parents=True)
+        gt = np.zeros((40, 50), bool)
+        gt[5:30, 10:40] = True
+        write_mask(tmp_path / "dis" / split / "gt" / "a.png", gt)
+        write_mask(
+            tmp_path / "out" / split / "a.png", gt if split == "DIS-VD" else np.roll(gt, 2, 1)
+        )
+    args = ["eval", "dis", "--gt-root", str(tmp_path / "dis"), "--pred-root", str(tmp_path / "out")]
+    assert main([*args, "--splits", "DIS-VD", "DIS-TE1", "--json", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[DIS-VD]" and out[2] == "IoU      : 100.00" and out[3] == "mBA      : 100.00"
+    assert out[4] == "[DIS-TE1]" and out[6] != "IoU      : 100.00"
+    assert set(json.loads((tmp_path / "d.json").read_text())) == {"DIS-VD", "DIS-TE1"}
