@@ -1,0 +1,248 @@
+"""Typed flow parameters (pydantic models: Prefect builds the deployment forms from them).
+
+Paths are strings, relative to the working directory of the process that runs the flow (the
+project root for served deployments) or absolute; flows resolve them before any task runs, so
+Dask workers always receive absolute paths. Checkpoints are a file, a preset name (random
+weights: smoke tests only) or a registry reference ``models:/<name>@<alias>`` with a file to
+fall back to when the registry has none.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.refine import RefineConfig
+
+__all__ = [
+    "DEMO_CHECKPOINT",
+    "ClusterParams",
+    "CoarseHRParams",
+    "EvaluateParams",
+    "GroundTruth",
+    "ReevaluateParams",
+    "RefineBigParams",
+    "RefineCocoParams",
+    "RefineDisParams",
+    "RefineParams",
+    "ReportParams",
+    "TrainParams",
+]
+
+DEMO_CHECKPOINT = "checkpoints/demo_lr_tiny.pt"
+LR_CHAMPION = "models:/segrefiner-lr@champion"
+HR_CHAMPION = "models:/segrefiner-hr@champion"
+
+
+class _Params(BaseModel):
+    # Unknown keys are errors, as in the YAML configs: a misspelt parameter never goes unseen.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterParams(_Params):
+    """Where the shard tasks run: a Dask scheduler, or a LocalCluster started for the run."""
+
+    address: str | None = Field(
+        None, description="Dask scheduler (tcp://host:8786); empty: a LocalCluster on 127.0.0.1"
+    )
+    n_workers: int = Field(2, ge=1, description="LocalCluster workers")
+    threads_per_worker: int = Field(1, ge=1)
+    processes: bool = Field(True, description="LocalCluster workers as processes (else threads)")
+
+
+class RefineParams(_Params):
+    """The model and how it runs (:class:`pipelines.refine.RefineConfig`)."""
+
+    checkpoint: str = Field(
+        DEMO_CHECKPOINT, description="checkpoint file, preset, or models:/<name>@<alias>"
+    )
+    fallback_checkpoint: str | None = Field(
+        None, description="used when a models:/ reference finds nothing in the registry"
+    )
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    batch_size: int | None = Field(None, ge=1, description="network batch; default: checkpoint's")
+    model_size: int | None = Field(None, ge=8, description="network input side; default: ckpt's")
+    bf16: bool = False
+    write_store: bool = Field(True, description="also keep refined masks in the zarr store")
+
+    def config(self, checkpoint_path: str) -> RefineConfig:
+        """The stage config for a resolved checkpoint file (or preset)."""
+        return RefineConfig(
+            checkpoint=checkpoint_path,
+            seed=self.seed,
+            device=self.device,
+            batch_size=self.batch_size,
+            model_size=self.model_size,
+            bf16=self.bf16,
+            write_store=self.write_store,
+        )
+
+
+class ReportParams(_Params):
+    """What goes to MLflow and the Prefect UI besides the metrics."""
+
+    track: bool = Field(True, description="log an MLflow run")
+    gallery_size: int = Field(8, ge=0, description="most changed items shown in the gallery")
+
+
+class GroundTruth(_Params):
+    """Instance annotations to score against; ``name`` prefixes the metric names."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    annotations: str
+    api: Literal["coco", "lvis"] = "coco"
+
+
+class RefineCocoParams(_Params):
+    """refine-coco: a segmentor's COCO-format instance results, refined and scored."""
+
+    dataset: str = Field("coco", description="label in MLflow run names and tags")
+    segmentor: str = Field("segmentor", description="label of the results' producer")
+    results: str = "data/results/maskrcnn_r50.segm.json"
+    annotations: str = Field(
+        "data/coco/annotations/instances_val2017.json", description="image list and sizes"
+    )
+    image_root: str = "data/coco/val2017"
+    ground_truths: list[GroundTruth] = Field(
+        default_factory=lambda: [
+            GroundTruth(name="lvis", annotations="data/lvis/lvis_v1_val_cocofied.json", api="lvis"),
+            GroundTruth(name="coco", annotations="data/coco/annotations/instances_val2017.json"),
+        ],
+        description="first one gives the per-instance rows and the gallery",
+    )
+    output_dir: str = Field("runs/refine-coco/default", description="refined JSON, work, reports")
+    num_shards: int = Field(4, ge=1)
+    refine: RefineParams = RefineParams(checkpoint=LR_CHAMPION, fallback_checkpoint=DEMO_CHECKPOINT)
+    cluster: ClusterParams = ClusterParams()
+    report: ReportParams = ReportParams()
+    refresh_cache: bool = Field(False, description="ignore cached task results")
+
+    @property
+    def dataset_kind(self) -> str:
+        return "coco"
+
+
+class RefineBigParams(_Params):
+    """refine-big: BIG test images with a segmentor's coarse masks (``<name>_seg.png``)."""
+
+    dataset: str = "big"
+    segmentor: str = "deeplab"
+    data_root: str = "data"
+    folder: str = Field("big/coarse/deeplab", description="<name>_im.jpg and coarse _seg.png")
+    gt_folder: str = Field("big/test", description="ground truths <name>_gt.png")
+    output_dir: str = "runs/refine-big/default"
+    num_shards: int = Field(4, ge=1)
+    refine: RefineParams = RefineParams(checkpoint=HR_CHAMPION)
+    cluster: ClusterParams = ClusterParams()
+    report: ReportParams = ReportParams()
+    refresh_cache: bool = False
+
+    @property
+    def dataset_kind(self) -> str:
+        return "big"
+
+
+class RefineDisParams(_Params):
+    """refine-dis: DIS-5K sets with a segmentor's coarse masks (``dis/coarse/<segmentor>``)."""
+
+    dataset: str = "dis"
+    segmentor: str = "isnet"
+    data_root: str = "data"
+    sets: list[str] | None = Field(None, description="default: every DIS-VD/TE set present")
+    output_dir: str = "runs/refine-dis/default"
+    num_shards: int = Field(4, ge=1)
+    refine: RefineParams = RefineParams(checkpoint=HR_CHAMPION)
+    cluster: ClusterParams = ClusterParams()
+    report: ReportParams = ReportParams()
+    refresh_cache: bool = False
+
+    @property
+    def dataset_kind(self) -> str:
+        return "dis"
+
+
+class EvaluateParams(_Params):
+    """evaluate: coarse vs refined outputs that already exist, on one dataset."""
+
+    dataset: Literal["coco", "big", "dis"] = "coco"
+    segmentor: str = "segmentor"
+    checkpoint: str | None = Field(None, description="what refined the outputs (for the tags)")
+    coarse: str = Field(
+        "data/results/maskrcnn_r50.segm.json",
+        description="coco: results JSON; big: folder of _seg.png; dis: folder of <set>/",
+    )
+    refined: str = Field(
+        "runs/refine-coco/default/refined.segm.json",
+        description="coco: results JSON; big: folder of _refine.png; dis: folder of <set>/",
+    )
+    ground_truth: str = Field(
+        "data/coco/annotations/instances_val2017.json",
+        description="coco: annotations JSON; big: folder of _gt.png; dis: the dis/ folder",
+    )
+    api: Literal["coco", "lvis"] = "coco"
+    image_root: str = "data/coco/val2017"
+    sets: list[str] | None = None
+    output_dir: str = "runs/evaluate/default"
+    report: ReportParams = ReportParams()
+
+
+class ReevaluateParams(_Params):
+    """reevaluate: new segmentor outputs in the inbox, refined with the champion and scored."""
+
+    inbox: str = Field("data/inbox", description="<inbox>/<dataset>/<segmentor>/...")
+    data_root: str = Field("data", description="the data root the drops refer to")
+    ledger: str = Field("runs/reevaluate/ledger.json", description="what was evaluated")
+    output_dir: str = "runs/reevaluate"
+    lr_checkpoint: str = LR_CHAMPION
+    hr_checkpoint: str = HR_CHAMPION
+    fallback_lr_checkpoint: str | None = DEMO_CHECKPOINT
+    fallback_hr_checkpoint: str | None = "checkpoints/segrefiner_hr_latest.pth"
+    coco_annotations: str = "coco/annotations/instances_val2017.json"
+    coco_image_root: str = "coco/val2017"
+    coco_ground_truths: list[GroundTruth] = Field(
+        default_factory=lambda: [
+            GroundTruth(
+                name="lvis", annotations="lvis/annotations/lvis_v1_val_cocofied.json", api="lvis"
+            ),
+            GroundTruth(name="coco", annotations="coco/annotations/instances_val2017.json"),
+        ],
+        description="annotation paths relative to data_root",
+    )
+    big_folder: str = Field("big/test", description="BIG images and _gt.png, under data_root")
+    num_shards: int = Field(2, ge=1)
+    retry_failed: bool = Field(False, description="evaluate drops that failed before again")
+    refine: RefineParams = RefineParams(checkpoint=LR_CHAMPION)
+    cluster: ClusterParams = ClusterParams()
+    report: ReportParams = ReportParams()
+
+
+class CoarseHRParams(_Params):
+    """gen-coarse-hr: offline coarse masks of DIS-TR + ThinObject-5K train into a zarr store."""
+
+    data_root: str = "data"
+    store: str = "data/coarse_hr.zarr"
+    seed: int = Field(0, ge=0)
+    num_shards: int | None = Field(None, ge=1, description="default: one per 64 samples")
+    images: str | None = Field(None, description="a folder of images instead (with masks)")
+    masks: str | None = None
+    overwrite: bool = False
+    cluster: ClusterParams = ClusterParams()
+    refresh_cache: bool = False
+
+
+class TrainParams(_Params):
+    """train-lr / train-hr: a YAML recipe run under torchrun; the result registered."""
+
+    config: str = "configs/segrefiner_lr.yaml"
+    overrides: list[str] = Field(default_factory=list, description="dotted KEY=VALUE overrides")
+    nproc: int | None = Field(None, ge=1, description="processes (GPUs); default from config")
+    until: int | None = Field(None, ge=1, description="stop after this iteration")
+    timeout_s: float | None = Field(None, gt=0)
+    register_model: bool = Field(True, description="register the checkpoint in the registry")
+    promote: Literal["never", "if-none", "always"] = Field(
+        "if-none", description="set the champion alias: never, when there is none, always"
+    )
+    cluster: ClusterParams = ClusterParams(n_workers=1)
+    track: bool = True

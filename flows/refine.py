@@ -1,0 +1,278 @@
+"""Flows ``refine-coco``, ``refine-big`` and ``refine-dis``: prepare (one task) -> one task per
+shard on Dask -> finalize (one task) -> evaluate coarse vs refined -> report and log.
+
+Each flow run opens one MLflow run in the experiment of its task (``refine-coco`` ...), named
+``<dataset>/<segmentor>@<checkpoint short hash>`` and tagged with the Prefect flow run; a
+failure marks it FAILED with the error. The same bodies (:func:`run_refine_coco`,
+:func:`run_refine_hr`) serve the re-evaluation flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows import coco, hr
+from flows.caching import content_key
+from flows.cluster import dask_task_runner, use_cluster
+from flows.params import (
+    GroundTruth,
+    RefineBigParams,
+    RefineCocoParams,
+    RefineDisParams,
+    RefineParams,
+)
+from flows.reports import MetricRow, format_table, write_csv
+from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
+from flows.tracking import (
+    NullRun,
+    ResolvedCheckpoint,
+    TrackedRun,
+    resolve_checkpoint,
+    run_name,
+    tracked_run,
+)
+from pipelines.refine_hr import file_digest_of_listing
+from segrefiner.data.folders import SampleRecord
+from segrefiner.model import PRESETS
+
+__all__ = [
+    "refine_big",
+    "refine_coco",
+    "refine_dis",
+    "refine_run",
+    "resolve_model",
+    "run_refine_coco",
+    "run_refine_hr",
+]
+
+DEFAULT_COCO = RefineCocoParams()
+DEFAULT_BIG = RefineBigParams()
+DEFAULT_DIS = RefineDisParams()
+
+
+def _local(spec: str) -> str:
+    # Registry references and preset names stay as they are; files become absolute.
+    if spec.startswith("models:/") or (spec in PRESETS and not Path(spec).exists()):
+        return spec
+    return absolute(spec)
+
+
+def resolve_model(refine: RefineParams) -> ResolvedCheckpoint:
+    """The checkpoint file behind ``refine.checkpoint`` (registry, fallback, file, preset)."""
+    fallback = refine.fallback_checkpoint
+    return resolve_checkpoint(_local(refine.checkpoint), _local(fallback) if fallback else None)
+
+
+def _tags(dataset: str, segmentor: str, ckpt: ResolvedCheckpoint) -> dict[str, str]:
+    return {
+        "dataset": dataset,
+        "segmentor": segmentor,
+        "checkpoint.sha256": ckpt.sha,
+        "checkpoint.source": ckpt.source,
+        "checkpoint.path": ckpt.path,
+    }
+
+
+def _with_refresh(task: Any, refresh: bool) -> Any:
+    return task.with_options(refresh_cache=True) if refresh else task
+
+
+@contextmanager
+def refine_run(
+    params: RefineCocoParams | RefineBigParams | RefineDisParams,
+    ckpt: ResolvedCheckpoint,
+    tags: dict[str, str] | None = None,
+) -> Iterator[TrackedRun | NullRun]:
+    """The MLflow run of one refinement: experiment ``refine-<dataset kind>``, named
+    ``<dataset>/<segmentor>@<checkpoint>``, params = the stage config and the flow params."""
+    config = params.refine.config(ckpt.path)
+    with tracked_run(
+        params.report.track,
+        f"refine-{params.dataset_kind}",
+        run_name(params.dataset, params.segmentor, ckpt.sha),
+        tags={**_tags(params.dataset, params.segmentor, ckpt), **(tags or {})},
+        params={"refine": dataclasses.asdict(config), "params": params.model_dump()},
+    ) as run:
+        yield run
+
+
+# --------------------------------------------------------------------------- COCO
+
+
+def run_refine_coco(
+    params: RefineCocoParams,
+    ckpt: ResolvedCheckpoint,
+    run: TrackedRun | NullRun,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The body of refine-coco, inside a flow run (Dask runner configured) and an open
+    MLflow run (see :func:`refine_run`)."""
+    logger = get_run_logger()
+    config = params.refine.config(ckpt.path)
+    results, annotations = absolute(params.results), absolute(params.annotations)
+    image_root, out = absolute(params.image_root), Path(absolute(params.output_dir))
+    work, output, report_dir = out / "work", out / "refined.segm.json", out / "report"
+    gts = [
+        gt.model_copy(update={"annotations": absolute(gt.annotations)})
+        for gt in params.ground_truths
+    ]
+    title = title or f"refine-coco {run_name(params.dataset, params.segmentor, ckpt.sha)}"
+    logger.info("%s: checkpoint %s (%s)", title, ckpt.path, ckpt.source)
+    key = content_key(
+        files={"results": results, "annotations": annotations},
+        checkpoint=ckpt.path,
+        config=coco.config_for_key(config),
+        image_root=image_root,
+        num_shards=params.num_shards,
+    )
+    refresh = params.refresh_cache
+    shards = _with_refresh(coco.prepare_coco, refresh)(
+        results, annotations, image_root, str(work), config, params.num_shards, key
+    )
+    records = map_shards(
+        _with_refresh(coco.refine_coco_shard, refresh),
+        shards,
+        {"work_dir": str(work), "config": config, "content_key": key},
+        stage="refine-coco",
+        device=config.device,
+    )
+    summary = _with_refresh(coco.finalize_coco, refresh)(str(work), str(output), key)
+    logger.info("refined %d detections in %d shards", summary["refined"], len(records))
+
+    # Evaluation: one task per ground truth, plus the per-detection rows, side by side.
+    def eval_key(gt: GroundTruth) -> str:
+        return content_key(files={"coarse": results, "refined": output, "gt": gt.annotations})
+
+    futures = [coco.evaluate_coco.submit(gt, results, str(output), eval_key(gt)) for gt in gts]
+    rows_future = None
+    if gts:
+        rows_future = coco.instance_rows.submit(
+            gts[0], annotations, image_root, results, str(output), eval_key(gts[0])
+        )
+    table = [row for future in futures for row in future.result()]
+    rows = rows_future.result() if rows_future is not None else []
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, report_dir / "per_instance.csv")
+    pictures = {}
+    if gts:
+        pictures = coco.report_coco(
+            rows,
+            table,
+            gts[0],
+            annotations,
+            image_root,
+            results,
+            str(output),
+            str(report_dir),
+            params.report.gallery_size,
+        )
+    return _finish(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
+
+
+def _finish(
+    run: TrackedRun | NullRun,
+    table: list[MetricRow],
+    summary: dict[str, Any],
+    pictures: dict[str, Any],
+    ckpt: ResolvedCheckpoint,
+    output: Path,
+    report_dir: Path,
+    stage: str,
+    title: str,
+) -> dict[str, Any]:
+    outcome = {
+        "title": title,
+        "mlflow_run_id": run.run_id,
+        "checkpoint": dataclasses.asdict(ckpt),
+        "output": str(output),
+        "summary": summary,
+        "pictures": pictures,
+    }
+    write_report(report_dir, table, outcome)
+    log_outcome(run, table, report_dir=report_dir, output=output, summary=summary, title=title)
+    publish_metrics(table, stage=stage, title=title)
+    get_run_logger().info("\n%s", format_table(table, title))
+    return {**outcome, "table": [r.as_dict() for r in table]}
+
+
+@flow(name="refine-coco", task_runner=dask_task_runner(), log_prints=True)
+def refine_coco(params: RefineCocoParams = DEFAULT_COCO) -> dict[str, Any]:
+    """Refine a segmentor's COCO-format instance results; mask AP and boundary AP before/after."""
+    use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
+    ckpt = resolve_model(params.refine)
+    with refine_run(params, ckpt) as run:
+        return run_refine_coco(params, ckpt, run)
+
+
+# --------------------------------------------------------------------------- BIG / DIS
+
+
+def run_refine_hr(
+    params: RefineBigParams | RefineDisParams,
+    records: list[SampleRecord],
+    evaluation: hr.HREvaluation,
+    ckpt: ResolvedCheckpoint,
+    run: TrackedRun | NullRun,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The body of refine-big / refine-dis for ``records`` (inside a flow run and an open
+    MLflow run), scored as ``evaluation`` says."""
+    logger = get_run_logger()
+    config = params.refine.config(ckpt.path)
+    stage = f"refine-{params.dataset_kind}"
+    out = Path(absolute(params.output_dir))
+    masks_dir, work, report_dir = out / "masks", out / "work", out / "report"
+    title = title or f"{stage} {run_name(params.dataset, params.segmentor, ckpt.sha)}"
+    logger.info("%s: %d images, checkpoint %s (%s)", title, len(records), ckpt.path, ckpt.source)
+    key = content_key(
+        checkpoint=ckpt.path,
+        config=coco.config_for_key(config),
+        samples=file_digest_of_listing(records),
+        num_shards=params.num_shards,
+    )
+    refresh = params.refresh_cache
+    shards = _with_refresh(hr.prepare_hr, refresh)(
+        records, str(masks_dir), str(work), config, params.num_shards, key
+    )
+    map_shards(
+        _with_refresh(hr.refine_hr_shard, refresh),
+        shards,
+        {"work_dir": str(work), "config": config, "content_key": key},
+        stage=stage,
+        device=config.device,
+    )
+    summary = _with_refresh(hr.finalize_hr, refresh)(str(work), key)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir)
+    pictures = hr.report_hr(
+        rows, table, evaluation, str(masks_dir), str(report_dir), params.report.gallery_size
+    )
+    return _finish(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
+
+
+def _refine_hr_flow(params: RefineBigParams | RefineDisParams) -> dict[str, Any]:
+    use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
+    ckpt = resolve_model(params.refine)
+    data_root = absolute(params.data_root)
+    with refine_run(params, ckpt) as run:
+        records = hr.list_records(params, data_root)
+        evaluation = hr.default_evaluation(params, data_root, records)
+        return run_refine_hr(params, records, evaluation, ckpt, run)
+
+
+@flow(name="refine-big", task_runner=dask_task_runner(), log_prints=True)
+def refine_big(params: RefineBigParams = DEFAULT_BIG) -> dict[str, Any]:
+    """Refine BIG coarse masks with the HR model; IoU and mBA before/after."""
+    return _refine_hr_flow(params)
+
+
+@flow(name="refine-dis", task_runner=dask_task_runner(), log_prints=True)
+def refine_dis(params: RefineDisParams = DEFAULT_DIS) -> dict[str, Any]:
+    """Refine DIS-5K coarse masks with the HR model; IoU and mBA per set before/after."""
+    return _refine_hr_flow(params)

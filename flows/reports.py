@@ -1,0 +1,248 @@
+"""What a run shows besides its numbers: the coarse-vs-refined table, per-item rows, a gallery
+of the most changed items and a before/after plot (matplotlib, Agg backend, PNG files).
+
+The scores come from :mod:`segrefiner.metrics`; this module only arranges and draws them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from segrefiner.io import atomic_path
+
+__all__ = [
+    "GalleryItem",
+    "MetricRow",
+    "draw_before_after",
+    "draw_gallery",
+    "format_table",
+    "markdown_table",
+    "metrics_for_tracking",
+    "write_csv",
+]
+
+COARSE_COLOR = (230, 60, 40)  # RGB
+REFINED_COLOR = (40, 200, 70)
+GT_COLOR = (40, 120, 240)
+_PANEL = 256  # gallery panel side in pixels
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the coarse-vs-refined table. ``key`` names the MLflow metric (``lvis_mask_AP``,
+    ``DIS-VD_iou``); values are fractions in [0, 1] or ``None`` (undefined)."""
+
+    key: str
+    label: str
+    coarse: float | None
+    refined: float | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.coarse is None or self.refined is None:
+            return None
+        return self.refined - self.coarse
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "metric": self.label,
+            "coarse": self.coarse,
+            "refined": self.refined,
+            "delta": self.delta,
+        }
+
+
+def metrics_for_tracking(rows: Iterable[MetricRow]) -> dict[str, float | None]:
+    """``coarse/<key>``, ``refined/<key>``, ``delta/<key>`` for every row."""
+    out: dict[str, float | None] = {}
+    for row in rows:
+        out[f"coarse/{row.key}"] = row.coarse
+        out[f"refined/{row.key}"] = row.refined
+        out[f"delta/{row.key}"] = row.delta
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.1f}"
+
+
+def format_table(rows: Sequence[MetricRow], title: str = "") -> str:
+    """A fixed-width text table (values x100, one decimal, as the paper prints them)."""
+    width = max([len(r.label) for r in rows] + [6])
+    lines = [title] if title else []
+    lines.append(f"{'metric':<{width}}  {'coarse':>7}  {'refined':>7}  {'delta':>7}")
+    lines.append("-" * (width + 27))
+    for r in rows:
+        lines.append(
+            f"{r.label:<{width}}  {_pct(r.coarse):>7}  {_pct(r.refined):>7}  {_signed(r.delta):>7}"
+        )
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[MetricRow]) -> str:
+    """The same table in Markdown (Prefect artifacts, the MLflow run description)."""
+    lines = ["| metric | coarse | refined | delta |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.label} | {_pct(r.coarse)} | {_pct(r.refined)} | {_signed(r.delta)} |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Rows of dicts as CSV (columns of the first row; ``None`` as empty), atomically."""
+    columns = list(rows[0].keys()) if rows else ["name"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+@dataclass
+class GalleryItem:
+    """One gallery line: an image crop and its masks (same ``H x W``), with a caption."""
+
+    title: str
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    coarse: np.ndarray  # H x W bool
+    refined: np.ndarray
+    gt: np.ndarray | None = None
+
+
+def crop_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.15) -> tuple:
+    """``(y0, y1, x0, x1)`` around the union of ``masks`` with a relative margin (whole image
+    when they are empty)."""
+    union = np.zeros(shape, bool)
+    for mask in masks:
+        if mask is not None:
+            union |= mask
+    ys, xs = np.nonzero(union)
+    if len(ys) == 0:
+        return 0, shape[0], 0, shape[1]
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    pad_y, pad_x = int(h * margin) + 4, int(w * margin) + 4
+    return (
+        max(0, ys.min() - pad_y),
+        min(shape[0], ys.max() + 1 + pad_y),
+        max(0, xs.min() - pad_x),
+        min(shape[1], xs.max() + 1 + pad_x),
+    )
+
+
+def fit(array: np.ndarray, side: int = _PANEL, nearest: bool = False) -> np.ndarray:
+    """Resize so that the long side is ``side`` (masks: nearest neighbour)."""
+    h, w = array.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if nearest:
+        return cv2.resize(array.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    out = image.astype(np.float32) * 0.75
+    out[mask] = out[mask] * 0.45 + np.array(color, np.float32) * 0.55
+    contour = mask ^ cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out[contour] = color
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path | None:
+    """One line per item: coarse / refined / ground truth overlays. ``None`` if no items."""
+    if not items:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3
+    fig, axes = plt.subplots(
+        len(items), cols, figsize=(3.0 * cols, 3.0 * len(items)), squeeze=False
+    )
+    for line, item in zip(axes, items):
+        image = fit(item.image)
+        panels = [("coarse", item.coarse, COARSE_COLOR), ("refined", item.refined, REFINED_COLOR)]
+        panels.append(("ground truth", item.gt, GT_COLOR))
+        for ax, (name, mask, color) in zip(line, panels):
+            ax.axis("off")
+            if mask is None:
+                ax.set_title(f"{name}: none", fontsize=8)
+                continue
+            ax.imshow(_overlay(image, fit(mask, nearest=True), color))
+            ax.set_title(name, fontsize=8)
+        line[0].set_title(f"{item.title}\ncoarse", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def draw_before_after(
+    rows: Sequence[MetricRow],
+    pairs: Sequence[tuple[float, float]],
+    path: str | os.PathLike,
+    *,
+    pair_label: str = "IoU",
+) -> Path:
+    """Left: coarse vs refined bars per metric. Right: per-item coarse vs refined ``pairs``
+    (points above the diagonal improved)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    defined = [r for r in rows if r.coarse is not None and r.refined is not None]
+    # The headline numbers (AP, boundary AP, IoU, mBA) when there are many.
+    main = [r for r in defined if r.key.endswith(("_AP", "iou", "mba"))]
+    shown = (main if len(defined) > 16 and main else defined)[:16]
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.35 * len(shown) + 1.5)))
+    y = np.arange(len(shown))
+    bars.barh(y - 0.2, [100 * r.coarse for r in shown], 0.4, label="coarse", color="#e63c28")
+    bars.barh(y + 0.2, [100 * r.refined for r in shown], 0.4, label="refined", color="#28c846")
+    bars.set_yticks(y, [r.label for r in shown], fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlabel("value x 100")
+    bars.legend(loc="lower right", fontsize=8)
+    bars.set_title("coarse vs refined")
+    if pairs:
+        values = np.array(pairs, dtype=float)
+        improved = values[:, 1] >= values[:, 0]
+        scatter.scatter(values[improved, 0], values[improved, 1], s=12, c="#28c846", label="better")
+        scatter.scatter(
+            values[~improved, 0], values[~improved, 1], s=12, c="#e63c28", label="worse"
+        )
+        low = float(np.nanmin(values)) if values.size else 0.0
+        scatter.plot([low, 1], [low, 1], "k--", linewidth=0.8)
+        scatter.legend(loc="lower right", fontsize=8)
+    scatter.set_xlabel(f"coarse {pair_label}")
+    scatter.set_ylabel(f"refined {pair_label}")
+    scatter.set_title(f"per item ({len(pairs)})")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path

@@ -1,0 +1,180 @@
+"""What every flow shares: mapping a stage's shard task over the Dask cluster with progress in
+the Prefect UI, publishing the final table, and resolving paths.
+
+A stage's shard task is one Prefect task per (stage x shard); its progress artifact goes from 0
+to 100 when the shard ends, and the flow keeps one progress artifact for the whole stage that
+moves as shards complete (in completion order, not submission order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import unmapped
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.logging import get_run_logger
+
+from flows.cluster import gpu_annotation
+from flows.reports import MetricRow, markdown_table
+from pipelines.sharding import ShardsFailedError
+
+__all__ = ["absolute", "artifact_key", "map_shards", "publish_metrics", "shard_progress"]
+
+log = logging.getLogger(__name__)
+
+
+def absolute(path: str | os.PathLike) -> str:
+    """``path`` resolved against the working directory (Dask workers get absolute paths)."""
+    return str(Path(path).expanduser().resolve())
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only)."""
+    text = "-".join(parts).lower()
+    cleaned = "".join(c if c.isalnum() and c.isascii() else "-" for c in text)
+    return "-".join(p for p in cleaned.split("-") if p)
+
+
+@contextlib.contextmanager
+def shard_progress(stage: str, index: int, size: int) -> Iterator[None]:
+    """Inside a shard task: a progress artifact at 0 %, 100 % when the shard succeeds."""
+    artifact = create_progress_artifact(0.0, description=f"{stage}: shard {index} ({size} items)")
+    yield
+    update_progress_artifact(artifact, 100.0, description=f"{stage}: shard {index} done")
+
+
+def _completion_order(futures: Sequence[Any]) -> Iterator[Any]:
+    wrapped = [getattr(f, "wrapped_future", None) for f in futures]
+    if all(w is not None for w in wrapped):  # Dask futures: as they finish
+        from distributed import as_completed
+
+        by_key = {w.key: f for w, f in zip(wrapped, futures)}
+        # prefect-dask's client is not the default one: name its event loop.
+        for done in as_completed(wrapped, loop=wrapped[0].client.loop):
+            yield by_key[done.key]
+        return
+    for future in futures:  # other runners: in order
+        future.wait()
+        yield future
+
+
+def map_shards(
+    task: Any,
+    shards: Sequence[Any],
+    common: dict[str, Any],
+    *,
+    stage: str,
+    device: str = "cpu",
+) -> list[Any]:
+    """Run ``task(shard=s, **common)`` for every shard on the flow's task runner.
+
+    GPU stages (``device`` CUDA) ask Dask for a ``GPU`` resource per shard. Returns the shard
+    records in shard order. Raises :class:`ShardsFailedError` after every shard has ended when
+    some failed (the others' work is kept; a re-run does only the failed ones).
+    """
+    logger = get_run_logger()
+    if not shards:
+        return []
+    with gpu_annotation(device):
+        futures = task.map(shard=list(shards), **{k: unmapped(v) for k, v in common.items()})
+    progress = create_progress_artifact(
+        0.0,
+        key=artifact_key(stage, "progress"),
+        description=f"{stage}: 0/{len(shards)} shards",
+    )
+    records: dict[int, Any] = {}
+    failures: dict[int, str] = {}
+    index_of = {id(f): i for i, f in enumerate(futures)}
+    for done, future in enumerate(_completion_order(futures), start=1):
+        i = index_of[id(future)]
+        future.wait()  # already done: this only takes its final state
+        state = future.state
+        if state.is_completed():
+            records[i] = future.result()
+        else:
+            try:
+                future.result()
+                message = f"shard ended in state {state.name}"
+            except BaseException as exc:  # the shard's own error, reported with the others
+                message = f"{type(exc).__name__}: {exc}"
+            failures[getattr(shards[i], "index", i)] = message
+            logger.error("%s: shard %d failed: %s", stage, i, message)
+        update_progress_artifact(
+            progress,
+            100.0 * done / len(shards),
+            description=f"{stage}: {done}/{len(shards)} shards ({len(failures)} failed)",
+        )
+    if failures:
+        raise ShardsFailedError(failures)
+    return [records[i] for i in range(len(shards))]
+
+
+def publish_metrics(rows: Sequence[MetricRow], *, stage: str, title: str) -> None:
+    """The coarse-vs-refined table as a Prefect table artifact and a Markdown artifact."""
+    if not rows:
+        return
+    create_table_artifact(
+        [r.as_dict() for r in rows],
+        key=artifact_key(stage, "metrics"),
+        description=title,
+    )
+    create_markdown_artifact(
+        f"## {title}\n\nValues x100 (AP, IoU, mBA); delta = refined - coarse.\n\n"
+        + markdown_table(rows),
+        key=artifact_key(stage, "report"),
+        description=title,
+    )
+
+
+ARTIFACT_FILE_LIMIT = 64 * 1024 * 1024  # larger refined outputs are referenced, not uploaded
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    table: Sequence[MetricRow],
+    extra: dict[str, Any],
+) -> dict[str, Path]:
+    """``metrics.json`` (table + ``extra``) and ``metrics.md`` in ``out_dir``."""
+    from flows.reports import format_table
+    from segrefiner.io import atomic_path, write_json
+
+    out = Path(out_dir)
+    write_json(out / "metrics.json", {"table": [r.as_dict() for r in table], **extra}, indent=2)
+    with atomic_path(out / "metrics.md") as tmp:
+        tmp.write_text(markdown_table(table) + "\n", encoding="utf-8")
+    with atomic_path(out / "metrics.txt") as tmp:
+        tmp.write_text(format_table(table) + "\n", encoding="utf-8")
+    return {"json": out / "metrics.json", "markdown": out / "metrics.md"}
+
+
+def log_outcome(
+    run: Any,
+    table: Sequence[MetricRow],
+    *,
+    report_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    summary: dict[str, Any],
+    title: str,
+) -> None:
+    """Metrics, the report folder and the refined output (or its path) to the MLflow run; the
+    table to the run's description."""
+    from flows.reports import metrics_for_tracking
+
+    run.log_metrics(metrics_for_tracking(table))
+    run.log_metrics({f"stage/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
+    run.log_artifact(report_dir, "report")
+    output = Path(output)
+    run.set_tags({"output": str(output)})
+    if output.is_file() and output.stat().st_size <= ARTIFACT_FILE_LIMIT:
+        run.log_artifact(output, "refined")
+    run.note(f"### {title}\n\nValues x100; delta = refined - coarse.\n\n{markdown_table(table)}")

@@ -1,0 +1,445 @@
+"""The MLflow adapter: runs, params, metrics, artifacts and the model registry, in one place.
+
+Flows talk to MLflow only through this module; the library reports through callbacks
+(:class:`MlflowTrainingCallback` implements the training loop's
+:class:`segrefiner.training.callbacks.Callback`). Everything goes through an explicit
+:class:`mlflow.MlflowClient` and run ids, never MLflow's global "active run", so several runs can
+be open in one process (the re-evaluation flow logs one run per item).
+
+Conventions:
+
+- experiments per task: ``refine-coco``, ``refine-big``, ``refine-dis``, ``train``;
+- run names ``<dataset>/<segmentor>@<checkpoint short hash>`` so that MLflow's compare view
+  lines up segmentors and checkpoints;
+- tags: ``prefect.flow_run_id`` (and name, deployment), ``dataset``, ``segmentor``,
+  ``checkpoint.sha256``, ``checkpoint.source``; a failed item has status FAILED and ``error``;
+- metrics ``coarse/<name>``, ``refined/<name>``, ``delta/<name>`` (fractions, as the library
+  reports them), training curves ``train/<name>`` per step;
+- registered models ``segrefiner-lr`` / ``segrefiner-hr`` with the alias ``champion``.
+
+The tracking URI is ``MLFLOW_TRACKING_URI`` (set for every spawned process by
+:mod:`flows.settings`), else the local server's address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segrefiner.config import flatten
+from segrefiner.training.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CHAMPION",
+    "MlflowTrainingCallback",
+    "NullRun",
+    "ResolvedCheckpoint",
+    "TrackedRun",
+    "Tracker",
+    "follow_jsonl",
+    "prefect_tags",
+    "resolve_checkpoint",
+    "run_name",
+    "tracked_run",
+    "tracking_uri",
+]
+
+CHAMPION = "champion"
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+_PARAM_BATCH = 100
+_METRIC_BATCH = 1000
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the local tracking server of :mod:`flows.settings`."""
+    from flows.settings import load_settings
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow_url
+
+
+def run_name(dataset: str, segmentor: str, checkpoint_sha: str | None) -> str:
+    """``<dataset>/<segmentor>@<12 hex of the checkpoint hash>`` (or the preset's name)."""
+    short = short_checkpoint(checkpoint_sha)
+    return f"{dataset}/{segmentor}@{short}"
+
+
+def short_checkpoint(checkpoint_sha: str | None) -> str:
+    if not checkpoint_sha:
+        return "unknown"
+    kind, _, value = checkpoint_sha.partition(":")
+    return value[:12] if kind == "sha256" else value or kind
+
+
+def prefect_tags() -> dict[str, str]:
+    """The current Prefect flow run's id, name and deployment (empty outside a flow run)."""
+    try:
+        from prefect.context import FlowRunContext
+    except ImportError:  # pragma: no cover - flows always have prefect
+        return {}
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return {}
+    run = context.flow_run
+    tags = {
+        "prefect.flow_run_id": str(run.id),
+        "prefect.flow_run_name": str(run.name),
+        "prefect.flow_name": context.flow.name if context.flow else "",
+    }
+    if run.deployment_id:
+        tags["prefect.deployment_id"] = str(run.deployment_id)
+    return tags
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN is "undefined": left out
+
+
+class TrackedRun:
+    """An open MLflow run (see :meth:`Tracker.run`)."""
+
+    def __init__(self, client: Any, run_id: str, experiment: str, name: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.experiment = experiment
+        self.name = name
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Flattened (``a.b``) params; values as text, cut to MLflow's limit."""
+        from mlflow.entities import Param
+
+        flat = flatten(dict(params))
+        items = [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in sorted(flat.items())]
+        for start in range(0, len(items), _PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _PARAM_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Numeric values (``None``/NaN/non-numbers left out)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(key, value, now, step or 0)
+            for key, raw in sorted(metrics.items())
+            if (value := _number(raw)) is not None
+        ]
+        for start in range(0, len(items), _METRIC_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[start : start + _METRIC_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)[:_MAX_PARAM]) for k, v in tags.items() if v is not None]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def note(self, markdown: str) -> None:
+        """The run's description in the MLflow UI."""
+        self.client.set_tag(self.run_id, "mlflow.note.content", markdown)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+
+class Tracker:
+    """Opens runs in per-task experiments and talks to the model registry.
+
+    ``artifact_root`` is used for experiments created against a database URI (tests, a
+    server-less setup); against a tracking server the server decides where artifacts go.
+    """
+
+    def __init__(self, uri: str | None = None, artifact_root: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        self.artifact_root = artifact_root or os.environ.get("SEGREFINER_MLFLOW_ARTIFACT_ROOT")
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.artifact_root and not self.uri.startswith(("http://", "https://")):
+            location = Path(self.artifact_root, name).resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # created meanwhile by a concurrent flow run
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    @contextmanager
+    def run(
+        self,
+        experiment: str,
+        name: str,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[TrackedRun]:
+        """An MLflow run: FINISHED when the block ends, FAILED (tag ``error``) when it raises."""
+        all_tags = {**prefect_tags(), **(tags or {})}
+        created = self.client.create_run(
+            self.experiment_id(experiment),
+            run_name=name,
+            tags={k: str(v) for k, v in all_tags.items() if v is not None},
+        )
+        run = TrackedRun(self.client, created.info.run_id, experiment, name)
+        if params:
+            run.log_params(params)
+        try:
+            yield run
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            try:
+                run.set_tags({"error": message})
+                self.client.set_terminated(run.run_id, "FAILED")
+            except Exception:  # the original error matters more than a tracking hiccup
+                log.exception("could not mark MLflow run %s failed", run.run_id)
+            raise
+        self.client.set_terminated(run.run_id, "FINISHED")
+
+    # ----------------------------------------------------------------------- registry
+
+    def register_checkpoint(
+        self,
+        run: TrackedRun,
+        checkpoint: str | os.PathLike,
+        model_name: str,
+        *,
+        promote: str = "if-none",
+        tags: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Log ``checkpoint`` under ``checkpoint/`` of ``run``, register it as a new version of
+        ``model_name`` and, per ``promote`` (``never`` / ``if-none`` / ``always``), point the
+        ``champion`` alias at it. Returns the version."""
+        from mlflow.exceptions import MlflowException
+
+        from pipelines.models import checkpoint_id
+
+        sha = checkpoint_id(checkpoint)
+        run.log_artifact(checkpoint, "checkpoint")
+        try:
+            self.client.create_registered_model(
+                model_name, description="SegRefiner checkpoints (weights + config, one file)"
+            )
+        except MlflowException:
+            pass  # already there
+        version = self.client.create_model_version(
+            model_name,
+            f"runs:/{run.run_id}/checkpoint",
+            run_id=run.run_id,
+            tags={"checkpoint.sha256": sha, "file": Path(checkpoint).name, **(tags or {})},
+        ).version
+        if promote == "always" or (promote == "if-none" and self.champion(model_name) is None):
+            self.client.set_registered_model_alias(model_name, CHAMPION, version)
+        run.set_tags({f"registered.{model_name}": version})
+        return str(version)
+
+    def champion(self, model_name: str, alias: str = CHAMPION) -> Any | None:
+        """The model version the alias points at, or ``None`` (no model, no alias)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            return None
+
+    def download_version(self, version: Any, cache_dir: str | os.PathLike) -> Path:
+        """The checkpoint file of a model version, downloaded once into ``cache_dir``."""
+        import mlflow.artifacts
+
+        sha = (version.tags or {}).get("checkpoint.sha256", "")
+        name = (version.tags or {}).get("file")
+        target = Path(cache_dir) / f"{version.name}-v{version.version}"
+        if name and (target / name).is_file():
+            return target / name
+        target.mkdir(parents=True, exist_ok=True)
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=version.source, dst_path=str(target), tracking_uri=self.uri
+            )
+        )
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        if not files:
+            raise FileNotFoundError(f"model version {version.name} v{version.version}: no file")
+        chosen = next((p for p in files if p.name == name), files[0])
+        final = target / chosen.name
+        if chosen != final:
+            chosen.replace(final)
+        log.info("champion %s v%s (%s) -> %s", version.name, version.version, sha, final)
+        return final
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A checkpoint spec made concrete: a file (or preset) and where it came from."""
+
+    path: str
+    source: str  # "file", "preset", "registry:<name>@<alias> v<n>", "fallback"
+    sha: str  # checkpoint_id: "sha256:<hex>" or "preset:<name>"
+
+
+def resolve_checkpoint(
+    spec: str,
+    fallback: str | None = None,
+    *,
+    tracker_factory: Callable[[], Tracker] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> ResolvedCheckpoint:
+    """``models:/<name>@<alias>`` -> the registry's file (downloaded), else ``fallback``;
+    a file or preset name -> itself. Raises ``FileNotFoundError`` when nothing is usable."""
+    from pipelines.models import checkpoint_id
+
+    if spec.startswith("models:/"):
+        name, _, alias = spec.removeprefix("models:/").partition("@")
+        version = None
+        try:
+            tracker = (tracker_factory or Tracker)()
+            version = tracker.champion(name, alias or CHAMPION)
+        except Exception as exc:  # registry unreachable: the fallback is the documented answer
+            log.warning("model registry not available (%s); using the fallback", exc)
+        if version is not None:
+            from flows.settings import load_settings
+
+            folder = cache_dir or load_settings().state_dir / "registry-cache"
+            path = tracker.download_version(version, folder)
+            source = f"registry:{name}@{alias or CHAMPION} v{version.version}"
+            return ResolvedCheckpoint(str(path), source, checkpoint_id(path))
+        if fallback is None:
+            raise FileNotFoundError(f"{spec}: no such registered model/alias and no fallback")
+        log.info("%s: not in the registry; using %s", spec, fallback)
+        spec, origin = fallback, "fallback"
+    else:
+        origin = "file"
+    sha = checkpoint_id(spec)  # raises FileNotFoundError for a missing file
+    if sha.startswith("preset:"):
+        origin = "preset"
+    path = spec if sha.startswith("preset:") else str(Path(spec).resolve())
+    return ResolvedCheckpoint(path, origin, sha)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class MlflowTrainingCallback(Callback):
+    """The training loop's callback logging to an MLflow run: params at the start, curves
+    ``train/<metric>`` per logged step, checkpoints as tags, final metrics at the end."""
+
+    def __init__(self, run: TrackedRun) -> None:
+        self.run = run
+        self.last_step = -1
+
+    def on_train_start(self, info: Mapping[str, Any]) -> None:
+        self.run.set_tags({k: v for k, v in info.items() if not isinstance(v, dict)})
+
+    def on_log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if step <= self.last_step:
+            return  # a resumed run replays nothing twice
+        self.last_step = step
+        self.run.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
+
+    def on_checkpoint(self, step: int, path: str) -> None:
+        self.run.set_tags({"last_checkpoint": path, "last_checkpoint_step": step})
+
+    def on_train_end(self, result: Mapping[str, Any]) -> None:
+        metrics = result.get("metrics") or {}
+        self.run.log_metrics({f"final/{k}": v for k, v in metrics.items()})
+
+
+def follow_jsonl(
+    path: str | os.PathLike,
+    callback: Callback,
+    stop: threading.Event,
+    interval: float = 5.0,
+) -> threading.Thread:
+    """Feed ``{"step": ..., **metrics}`` lines appended to ``path`` to ``callback.on_log``
+    until ``stop`` is set (then once more); for training that runs in another process."""
+
+    def read_new(offset: int) -> int:
+        try:
+            if os.path.getsize(path) < offset:
+                offset = 0  # rewritten by a resumed run; steps already seen are skipped
+            with open(path, encoding="utf-8") as fh:
+                fh.seek(offset)
+                while True:
+                    line = fh.readline()
+                    if not line.endswith("\n"):
+                        return offset  # an unfinished line: read it next time
+                    offset = fh.tell()
+                    try:
+                        record = json.loads(line)
+                        step = int(record.pop("step"))
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    callback.on_log(step, record)
+        except FileNotFoundError:
+            return offset
+        except OSError as exc:
+            log.warning("reading %s: %s", path, exc)
+            return offset
+
+    def loop() -> None:
+        offset = 0
+        while not stop.wait(interval):
+            offset = read_new(offset)
+        read_new(offset)
+
+    thread = threading.Thread(target=loop, name="follow-training-metrics", daemon=True)
+    thread.start()
+    return thread
+
+
+class NullRun:
+    """Stands in for :class:`TrackedRun` when tracking is off: every call does nothing."""
+
+    run_id: str | None = None
+    experiment = name = ""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+@contextmanager
+def tracked_run(
+    enabled: bool,
+    experiment: str,
+    name: str,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tracker: Tracker | None = None,
+) -> Iterator[TrackedRun | NullRun]:
+    """:meth:`Tracker.run` when ``enabled``, else a :class:`NullRun`."""
+    if not enabled:
+        yield NullRun()
+        return
+    with (tracker or Tracker()).run(experiment, name, tags=tags, params=params) as run:
+        yield run

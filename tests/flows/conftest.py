@@ -1,0 +1,79 @@
+"""Flow fixtures: one Prefect test server per session, a fresh MLflow store per test, small data.
+
+The Prefect harness starts a temporary API server (tens of seconds), so it is session-scoped.
+A new MLflow SQLite database runs every schema migration (seconds), so one migrated template is
+kept in pytest's cache folder and copied for each test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A temporary Prefect API for the session; task results stored under a temp folder."""
+    from prefect.settings import (
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with (
+        temporary_settings(
+            {
+                PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(storage),
+                PREFECT_SERVER_ANALYTICS_ENABLED: False,
+            }
+        ),
+        prefect_test_harness(server_startup_timeout=180),
+    ):
+        yield
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A migrated, empty MLflow SQLite database (kept between sessions in pytest's cache)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    name = f"mlflow-db-{mlflow.__version__}"
+    folder = Path(cache.mkdir(name)) if cache else tmp_path_factory.mktemp(name)
+    template = folder / "template.db"
+    if not template.is_file():
+        building = folder / "building.db"
+        building.unlink(missing_ok=True)
+        MlflowClient(f"sqlite:///{building}").search_experiments()  # runs the migrations
+        building.replace(template)
+    return template
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh tracking URI (a copy of the template) with artifacts under ``tmp_path``."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SEGREFINER_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    return uri
+
+
+@pytest.fixture(scope="session")
+def coco_two_images(demo_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo segmentor's results restricted to two val images."""
+    results = json.loads((demo_ci / "results" / "segmentor_val.segm.json").read_text())
+    keep = sorted({r["image_id"] for r in results})[:2]
+    out = tmp_path_factory.mktemp("coco2") / "two_images.segm.json"
+    out.write_text(json.dumps([r for r in results if r["image_id"] in keep]))
+    return out

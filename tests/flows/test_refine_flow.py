@@ -1,0 +1,89 @@
+"""refine-coco end to end on two demo images: shards on Dask, evaluation, report, MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.params import (
+    ClusterParams,
+    GroundTruth,
+    RefineCocoParams,
+    RefineParams,
+    ReportParams,
+)
+
+# The random `tiny` network at 64 px: the wiring is under test, not the model.
+TINY = RefineParams(checkpoint="tiny", model_size=64, batch_size=8)
+THREADS = ClusterParams(n_workers=1, processes=False)
+
+
+def coco_params(demo: Path, results: Path, out: Path, **changes) -> RefineCocoParams:
+    return RefineCocoParams(
+        dataset="coco-demo",
+        segmentor="demo",
+        results=str(results),
+        annotations=str(demo / "coco/annotations/instances_val2017.json"),
+        image_root=str(demo / "coco/val2017"),
+        ground_truths=[
+            GroundTruth(
+                name="lvis",
+                annotations=str(demo / "lvis/annotations/lvis_v1_val_cocofied.json"),
+                api="lvis",
+            ),
+            GroundTruth(
+                name="coco", annotations=str(demo / "coco/annotations/instances_val2017.json")
+            ),
+        ],
+        output_dir=str(out),
+        num_shards=2,
+        refine=TINY,
+        cluster=THREADS,
+        report=ReportParams(gallery_size=3),
+        **changes,
+    )
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path):
+    from mlflow import MlflowClient
+
+    from flows.refine import refine_coco
+
+    out = tmp_path / "out"
+    result = refine_coco(coco_params(demo_ci, coco_two_images, out))
+
+    refined = json.loads((out / "refined.segm.json").read_text())
+    coarse = json.loads(coco_two_images.read_text())
+    assert len(refined) == len(coarse)
+    assert [r["image_id"] for r in refined] == [r["image_id"] for r in coarse]
+    keys = {row["key"] for row in result["table"]}
+    assert {"lvis_mask_AP", "lvis_boundary_AP", "coco_mask_APl", "coco_boundary_APs"} <= keys
+    assert result["summary"]["shards"] == 2
+    report = out / "report"
+    for name in (
+        "metrics.json",
+        "metrics.md",
+        "per_instance.csv",
+        "before_after.png",
+        "gallery.png",
+    ):
+        assert (report / name).is_file(), name
+
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("coco-demo/demo@")
+    assert run.data.tags["dataset"] == "coco-demo"
+    assert run.data.tags["checkpoint.sha256"] == "preset:tiny"
+    assert run.data.tags["prefect.flow_run_id"]
+    assert run.data.params["refine.model_size"] == "64"
+    for key in ("coarse/lvis_mask_AP", "refined/lvis_mask_AP", "delta/lvis_boundary_AP"):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/gallery.png", "report/before_after.png", "report/per_instance.csv"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "refined")] == [
+        "refined/refined.segm.json"
+    ]
