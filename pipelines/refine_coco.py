@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pipelines.models import file_sha256
+from pipelines.prefetch import prefetch
 from pipelines.refine import (
     KIND,
     RefineConfig,
@@ -241,11 +242,12 @@ def run_refine_coco_shard(
     emitter = _Emitter(store if config.write_store else None)
     pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]] = []
     queued = 0
-    for image in payload["images"]:
+
+    def load(image: dict) -> tuple[np.ndarray, PreparedInstances | None, str | None]:
+        # Runs on a reader thread: decoding and cropping overlap the network's work.
         h, w = image["height"], image["width"]
-        dets = image["detections"]
         where = f"image id {image['image_id']}"
-        coarse = np.stack([rle.decode(d["segmentation"], h, w, where) for d in dets])
+        coarse = np.stack([rle.decode(d["segmentation"], h, w, where) for d in image["detections"]])
         try:
             if image["path"] is None:
                 raise InputError(image["path_error"])
@@ -255,10 +257,15 @@ def run_refine_coco_shard(
                     f"{image['path']}: image is {pixels.shape[1]}x{pixels.shape[0]} (WxH) but the "
                     f"annotations say {w}x{h}"
                 )
-            prepared = prepare_instances(pixels, coarse, infer, config.device)
+            return coarse, prepare_instances(pixels, coarse, infer, config.device), None
         except InputError as exc:
-            log.warning("%s: passed through unrefined: %s", where, exc)
-            emitter.emit(image, coarse, np.zeros(len(dets), bool), "failed", str(exc))
+            return coarse, None, str(exc)
+
+    for image, (coarse, prepared, error) in prefetch(load, payload["images"], depth=4):
+        dets = image["detections"]
+        if prepared is None:
+            log.warning("image id %s: passed through unrefined: %s", image["image_id"], error)
+            emitter.emit(image, coarse, np.zeros(len(dets), bool), "failed", error)
             continue
         gens = [
             item_generator(config.seed, "coco", image["image_id"], dets[i]["index"])

@@ -12,6 +12,11 @@ import torch
 
 ASSETS = Path(__file__).parent / "assets"
 
+# Tests run small tensors, where a second intra-op thread buys little and, on a shared or busy
+# machine, OpenMP's spinning threads slow everything several-fold. One thread keeps the suite's
+# time predictable.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:

@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="seed for the sampling noise (default 0)")
+    p.add_argument(
+        "--model-size",
+        type=int,
+        default=None,
+        help="network input side (default: the checkpoint's, 256 for official models)",
+    )
     p.add_argument("--overwrite", action="store_true", help="folder form: redo existing outputs")
     p.set_defaults(func=run)
 
@@ -81,7 +87,15 @@ def _build_refiner(args: argparse.Namespace):
         raise InputError(
             f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
         )
-    return Refiner.from_checkpoint(checkpoint, device=device, seed=args.seed)
+    refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=args.seed)
+    if args.model_size:
+        refiner = Refiner(
+            refiner.model,
+            device=device,
+            seed=args.seed,
+            config=refiner.config.replace(model_size=args.model_size),
+        )
+    return refiner
 
 
 def match_folder(images: Path, masks: Path) -> list[tuple[Path, Path | None]]:

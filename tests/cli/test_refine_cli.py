@@ -29,7 +29,8 @@ def test_refine_one_photo_with_a_preset(pair, tmp_path: Path, mode: str, capsys)
     image, mask = pair
     out = tmp_path / "out" / "refined.png"
     args = ["refine", "--checkpoint", "tiny", "--image", str(image), "--mask", str(mask)]
-    assert main([*args, "-o", str(out), "--mode", mode, "--device", "cpu", "--seed", "3"]) == 0
+    opts = ["--mode", mode, "--device", "cpu", "--seed", "3", "--model-size", "64"]
+    assert main([*args, "-o", str(out), *opts]) == 0
     refined = read_mask(out)
     assert refined.shape == (384, 384)
     assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 255}
@@ -39,7 +40,7 @@ def test_refine_one_photo_with_a_preset(pair, tmp_path: Path, mode: str, capsys)
 def test_refine_with_a_checkpoint_file(pair, tmp_path: Path) -> None:
     image, mask = pair
     ckpt = tmp_path / "demo_tiny.pt"
-    save_checkpoint(ckpt, build_unet("tiny"))
+    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 64}})
     out1, out2 = tmp_path / "a.png", tmp_path / "b.png"
     base = ["refine", "--checkpoint", str(ckpt), "--image", str(image), "--mask", str(mask)]
     assert main([*base, "-o", str(out1)]) == 0

@@ -10,6 +10,9 @@ from segrefiner.inference.instance import crop_instances, instance_boxes, paste_
 from segrefiner.inference.preprocess import normalize_image
 from tests.conftest import blob_mask
 
+# The network at 64 x 64 keeps CPU tests fast; the geometry is the same as at 256.
+FAST = InferenceConfig(model_size=64)
+
 
 def oracle_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Reads the answer off the image, whose red channel is bright exactly on the object; the
@@ -70,7 +73,7 @@ def test_oracle_model_recovers_the_object(photo) -> None:
 
 
 def test_tiny_preset_on_a_photograph(photo) -> None:
-    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    refiner = Refiner.from_checkpoint("tiny", seed=0, config=FAST)
     masks = np.stack(
         [blob_mask(photo.shape[:2], (200, 190), 80), blob_mask(photo.shape[:2], (100, 300), 50, 1)]
     )
@@ -79,19 +82,19 @@ def test_tiny_preset_on_a_photograph(photo) -> None:
     out = refiner.refine_instances(photo, np.concatenate([masks, small[None]]))
     assert out.shape == (3, *photo.shape[:2]) and out.dtype == bool
     assert np.array_equal(out[2], small)
-    again = Refiner.from_checkpoint("tiny", seed=0)
+    again = Refiner.from_checkpoint("tiny", seed=0, config=FAST)
     again.model.load_state_dict(refiner.model.state_dict())
     assert np.array_equal(again.refine_instances(photo, np.concatenate([masks, small[None]])), out)
 
 
 def test_seed_and_batch_independence(photo) -> None:
     torch.manual_seed(0)
-    refiner = Refiner.from_checkpoint("tiny", seed=7)
+    refiner = Refiner.from_checkpoint("tiny", seed=7, config=FAST)
     masks = np.stack([blob_mask(photo.shape[:2], (120 + 60 * i, 190), 50, i) for i in range(3)])
     all_at_once = refiner.refine_instances(photo, masks, keys=["a", "b", "c"])
     alone = refiner.refine_instances(photo, masks[1:2], keys=["b"])
     assert np.array_equal(all_at_once[1], alone[0])
-    one_by_one = Refiner(refiner.model, seed=7, config=InferenceConfig(batch_size=1))
+    one_by_one = Refiner(refiner.model, seed=7, config=FAST.replace(batch_size=1))
     assert np.array_equal(
         one_by_one.refine_instances(photo, masks, keys=["a", "b", "c"]), all_at_once
     )
@@ -111,8 +114,8 @@ def test_seed_changes_the_sampling(photo, monkeypatch) -> None:
 
     monkeypatch.setattr(diffusion, "uniform_noise", spy)
     mask = blob_mask(photo.shape[:2], (200, 190), 80)[None]
-    Refiner.from_checkpoint("tiny", seed=1).refine_instances(photo, mask)
-    Refiner.from_checkpoint("tiny", seed=2).refine_instances(photo, mask)
+    Refiner.from_checkpoint("tiny", seed=1, config=FAST).refine_instances(photo, mask)
+    Refiner.from_checkpoint("tiny", seed=2, config=FAST).refine_instances(photo, mask)
     assert len(drawn) == 10  # 5 noisy steps per run
     assert not torch.equal(drawn[0], drawn[5])
 
@@ -120,7 +123,7 @@ def test_seed_changes_the_sampling(photo, monkeypatch) -> None:
 def test_bad_inputs(photo) -> None:
     from segrefiner.errors import InputError
 
-    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    refiner = Refiner.from_checkpoint("tiny", seed=0, config=FAST)
     with pytest.raises(InputError, match="differs from the image size"):
         refiner.refine_instances(photo, np.zeros((1, 10, 10), bool))
     with pytest.raises(InputError, match="N x H x W"):

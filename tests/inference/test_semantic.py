@@ -8,7 +8,7 @@ from segrefiner import Refiner
 from segrefiner.inference import InferenceConfig
 from segrefiner.inference.semantic import mixed_boxes, nms_boxes, propose_patches, stitch_patches
 from tests.conftest import blob_mask
-from tests.inference.test_instance import oracle_model
+from tests.inference.test_instance import FAST, oracle_model
 
 
 def test_nms_keeps_best_and_drops_overlaps() -> None:
@@ -71,7 +71,7 @@ def test_oracle_model_recovers_a_high_resolution_object() -> None:
 
 
 def test_tiny_preset_semantic_runs_and_is_seeded(photo) -> None:
-    refiner = Refiner.from_checkpoint("tiny", seed=3)
+    refiner = Refiner.from_checkpoint("tiny", seed=3, config=FAST)
     mask = blob_mask(photo.shape[:2], (200, 190), 100)
     out = refiner.refine(photo, mask)
     assert out.shape == photo.shape[:2] and out.dtype == bool
@@ -79,7 +79,7 @@ def test_tiny_preset_semantic_runs_and_is_seeded(photo) -> None:
 
 
 def test_empty_coarse_mask_gives_empty_output_with_warning(photo) -> None:
-    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    refiner = Refiner.from_checkpoint("tiny", seed=0, config=FAST)
     mask = np.zeros(photo.shape[:2], bool)
     mask[:10, :10] = True  # 100 px <= 128
     with pytest.warns(UserWarning, match="empty mask"):
@@ -91,5 +91,5 @@ def test_small_image_uses_a_smaller_patch() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
     mask = blob_mask((160, 200), (100, 80), 50)
-    out = Refiner.from_checkpoint("tiny", seed=0).refine(image, mask)
+    out = Refiner.from_checkpoint("tiny", seed=0, config=FAST).refine(image, mask)
     assert out.shape == (160, 200)
