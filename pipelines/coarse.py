@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
 from pipelines.stores import MaskStore
 from segrefiner.data.degrade import modify_boundary, modify_boundary_expand
 from segrefiner.data.folders import (
@@ -105,19 +106,6 @@ class CoarseHRConfig:
 
 
 @dataclass(frozen=True)
-class Shard:
-    """Samples ``[start, stop)`` of the store order; ``name`` is its completion-record name."""
-
-    index: int
-    start: int
-    stop: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.index:05d}"
-
-
-@dataclass(frozen=True)
 class ShardResult:
     """What :func:`run_shard` reports: counts and time, no arrays."""
 
@@ -127,15 +115,6 @@ class ShardResult:
     failed: int
     skipped: bool
     seconds: float
-
-
-class ShardsFailedError(RuntimeError):
-    """Some shards raised; the others finished. ``failures`` maps shard index -> message."""
-
-    def __init__(self, failures: dict[int, str]) -> None:
-        self.failures = failures
-        lines = "\n".join(f"shard {i}: {msg}" for i, msg in sorted(failures.items()))
-        super().__init__(f"{len(failures)} shard(s) failed (re-run to retry only those):\n{lines}")
 
 
 # --------------------------------------------------------------------------- planning
@@ -150,18 +129,6 @@ def sample_rng(seed: int, sample_id: str, kind: str) -> np.random.Generator:
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return np.random.default_rng(np.random.SeedSequence([seed, _hash64(sample_id), _hash64(kind)]))
-
-
-def plan_shards(num_samples: int, num_shards: int) -> list[Shard]:
-    """Cut ``num_samples`` into ``num_shards`` contiguous ranges whose sizes differ by <= 1.
-
-    Never makes empty shards: with fewer samples than shards, one sample per shard.
-    """
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    count = min(num_shards, num_samples)
-    bounds = [i * num_samples // count for i in range(count + 1)] if count else [0]
-    return [Shard(i, bounds[i], bounds[i + 1]) for i in range(count)]
 
 
 def list_samples(
@@ -512,14 +479,14 @@ def generate_coarse_hr(
         masks=masks,
         overwrite=overwrite,
     )
-    results, failures = _run_on_dask(
-        os.fspath(store_path),
+    results, failures = run_shards(
+        _run_shard_last,
         shards,
-        config,
-        dask_address,
-        n_workers,
-        threads_per_worker,
-        processes,
+        (os.fspath(store_path), config),
+        dask_address=dask_address,
+        n_workers=max(n_workers, 1),
+        threads_per_worker=threads_per_worker,
+        processes=processes,
     )
     if failures:
         raise ShardsFailedError(failures)
@@ -540,38 +507,9 @@ def generate_coarse_hr(
     return summary
 
 
-def _run_on_dask(
-    store_path: str,
-    shards: Sequence[Shard],
-    config: CoarseHRConfig,
-    address: str | None,
-    n_workers: int,
-    threads_per_worker: int,
-    processes: bool,
-) -> tuple[list[ShardResult], dict[int, str]]:
-    from distributed import as_completed
-
-    from pipelines.cluster import dask_client
-
-    results: list[ShardResult] = []
-    failures: dict[int, str] = {}
-    if not shards:
-        return results, failures
-    with dask_client(
-        address, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes
-    ) as client:
-        futures = {
-            client.submit(run_shard, store_path, shard, config, pure=False): shard
-            for shard in shards
-        }
-        for future in as_completed(futures):
-            shard = futures[future]
-            try:
-                results.append(future.result())
-            except Exception as exc:  # reported per shard; the other shards keep going
-                failures[shard.index] = f"{type(exc).__name__}: {exc}"
-                log.error("shard %d failed: %s", shard.index, exc)
-    return results, failures
+def _run_shard_last(store_path: str, config: CoarseHRConfig, shard: Shard) -> ShardResult:
+    # run_shards passes the shard last; a module-level function pickles for Dask workers.
+    return run_shard(store_path, shard, config)
 
 
 # --------------------------------------------------------------------------- export
