@@ -116,3 +116,35 @@ def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
             f"{work}: shards {missing} are not complete; run the stage again to finish them"
         )
     return store, [read_json(work / "parts" / f"{s.name}.json") for s in shards]
+
+
+def run_refine_shards(
+    fn: Any,
+    shards: list,
+    work: Path,
+    config: RefineConfig,
+    *,
+    dask_address: str | None,
+    n_workers: int,
+    dask_threads: bool,
+    progress: Any,
+) -> None:
+    """Run a refinement stage's shards (in this process, or on Dask with a ``GPU=1`` resource
+    per shard when a scheduler is given and the device is CUDA); raise
+    :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept)."""
+    from pipelines.sharding import ShardsFailedError, run_shards
+
+    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
+    _, failures = run_shards(
+        fn,
+        shards,
+        (str(work), config),
+        dask_address=dask_address,
+        n_workers=n_workers,
+        processes=not dask_threads,
+        resources=resources,
+        retries=1,
+        progress=progress,
+    )
+    if failures:
+        raise ShardsFailedError(failures)

@@ -38,8 +38,9 @@ from pipelines.refine import (
     inference_setup,
     open_or_create_work,
     run_fingerprint,
+    run_refine_shards,
 )
-from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
+from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
@@ -356,18 +357,14 @@ def refine_coco(
     shards = prepare_refine_coco(
         results, annotations, image_root, work, config, num_shards=num_shards, overwrite=overwrite
     )
-    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
-    _, failures = run_shards(
+    run_refine_shards(
         run_refine_coco_shard,
         shards,
-        (str(work), config),
+        work,
+        config,
         dask_address=dask_address,
         n_workers=n_workers,
-        processes=not dask_threads,
-        resources=resources,
-        retries=1,
+        dask_threads=dask_threads,
         progress=progress,
     )
-    if failures:
-        raise ShardsFailedError(failures)
     return finalize_refine_coco(work, output)

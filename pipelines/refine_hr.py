@@ -38,8 +38,9 @@ from pipelines.refine import (
     inference_setup,
     open_or_create_work,
     run_fingerprint,
+    run_refine_shards,
 )
-from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
+from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
@@ -264,20 +265,16 @@ def refine_hr(
     shards = prepare_refine_hr(
         records, out_dir, work, config, num_shards=num_shards, overwrite=overwrite
     )
-    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
-    _, failures = run_shards(
+    run_refine_shards(
         run_refine_hr_shard,
         shards,
-        (str(work), config),
+        work,
+        config,
         dask_address=dask_address,
         n_workers=n_workers,
-        processes=not dask_threads,
-        resources=resources,
-        retries=1,
+        dask_threads=dask_threads,
         progress=progress,
     )
-    if failures:
-        raise ShardsFailedError(failures)
     summary = finalize_refine_hr(work)
     summary["out_dir"] = str(out_dir)
     return summary
