@@ -102,7 +102,7 @@ def _random_case(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
         cv2.circle(
             gt,
             (int(rng.integers(0, w)), int(rng.integers(0, h))),
-            int(rng.integers(5, max(h, w))),
+            int(rng.integers(1, max(h, w) + 2)),
             1,
             -1,
         )
@@ -118,7 +118,16 @@ def _random_case(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, 
 def test_equals_literal_definition_on_random_masks():
     rng = np.random.default_rng(1)
     sizes = [(int(rng.integers(1, 90)), int(rng.integers(1, 90))) for _ in range(40)]
-    sizes += [(480, 640), (700, 1100), (1100, 700), (1013, 1537)]
+    sizes += [
+        (1, 106),
+        (106, 1),
+        (2, 50),
+        (1, 1),
+        (480, 640),
+        (700, 1100),
+        (1100, 700),
+        (1013, 1537),
+    ]
     paths = set()
     for h, w in sizes:
         pred, gt = _random_case(rng, h, w)
