@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(masks)
     masks.set_defaults(func=run_masks)
 
-    dis = sub.add_parser("dis", help="IoU and mBA of DIS-5K, one line per split")
+    dis = sub.add_parser("dis", help="IoU and mBA of DIS-5K, one block per split")
     dis.add_argument("--gt-root", type=Path, required=True, help="folder with <split>/gt")
     dis.add_argument("--pred-root", type=Path, required=True, help="folder with <split>/*.png")
     dis.add_argument("--coarse-root", type=Path, help="folder with <split>/*.png coarse masks")
