@@ -27,5 +27,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The main job: demo data + checkpoint, the Prefect and MLflow servers and the deployment runner
+# on 127.0.0.1 (started or reused), then `prefect deployment run refine-coco/demo --watch`.
+demo: $(STAMP)
+	$(BIN)/python -m flows.demo
+
+# Stops what `make demo` started: the runner first, then the servers.
+stop:
+	@if test -x $(BIN)/python; then $(BIN)/python -m flows.services down; fi
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -46,10 +46,11 @@ def dask_task_runner() -> DaskTaskRunner:
     return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(ClusterParams()))
 
 
-def use_cluster(params: ClusterParams, *, gpu: bool = False) -> None:
+def use_cluster(params: ClusterParams, *, gpu: bool = False, gpus_per_worker: int = 1) -> None:
     """Point this flow run's Dask runner at ``params``; call before submitting any task.
 
-    Does nothing when the flow runs with another task runner (e.g. swapped in a test).
+    With ``gpu``, a LocalCluster's workers advertise ``gpus_per_worker`` GPUs each. Does
+    nothing when the flow runs with another task runner (e.g. swapped in a test).
     """
     context = FlowRunContext.get()
     runner = context.task_runner if context else None
@@ -62,7 +63,8 @@ def use_cluster(params: ClusterParams, *, gpu: bool = False) -> None:
         runner.cluster_kwargs = {}
     else:
         runner.address = None
-        runner.cluster_kwargs = local_cluster_kwargs(params, gpus_per_worker=1 if gpu else 0)
+        gpus = gpus_per_worker if gpu else 0
+        runner.cluster_kwargs = local_cluster_kwargs(params, gpus_per_worker=gpus)
 
 
 @contextlib.contextmanager

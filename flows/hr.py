@@ -46,6 +46,8 @@ __all__ = [
     "default_evaluation",
     "evaluate_folder",
     "evaluate_outputs",
+    "evaluation_for",
+    "evaluation_from_folders",
     "finalize_hr",
     "list_records",
     "prepare_hr",
@@ -249,3 +251,37 @@ def report_hr(
         )
     gallery = draw_gallery(items, out / "gallery.png")
     return {"plot": str(plot), "gallery": str(gallery) if gallery else None}
+
+
+def evaluation_from_folders(
+    dataset: str,
+    ground_truth: str | Path,
+    coarse: str | Path,
+    refined: str | Path,
+    sets: list[str] | None = None,
+) -> HREvaluation:
+    """An evaluation of existing folders. BIG: ``ground_truth`` holds ``<name>_gt.png`` (and
+    the images ``<name>_im.jpg``), ``coarse`` the ``<name>_seg.png``. DIS: ``ground_truth`` is
+    the ``dis`` folder (``<set>/gt``, ``<set>/im``), ``coarse`` and ``refined`` hold ``<set>/``;
+    ``sets`` default to those present in ``refined``."""
+    gt_root = Path(ground_truth)
+    if dataset == "big":
+        names = tuple(sorted(p.name for p in gt_root.glob("*_gt.png")))
+        if not names:
+            raise InputError(f"{gt_root}: no BIG ground truths (*_gt.png)")
+        images = {n: str(gt_root / n.replace("_gt.png", "_im.jpg")) for n in names}
+        return HREvaluation("big", (FolderSet("", str(gt_root), str(coarse), "", names, images),))
+    chosen = sets or sorted(
+        p.name for p in Path(refined).iterdir() if p.is_dir() and (gt_root / p.name / "gt").is_dir()
+    )
+    if not chosen:
+        raise InputError(f"{refined}: no DIS set folders with ground truth under {gt_root}")
+    folders = []
+    for split in chosen:
+        gt_dir = gt_root / split / "gt"
+        names = tuple(sorted(p.name for p in gt_dir.glob("*.png")))
+        images = {n: str(gt_root / split / "im" / n.replace(".png", ".jpg")) for n in names}
+        folders.append(
+            FolderSet(split, str(gt_dir), str(Path(coarse) / split), split, names, images)
+        )
+    return HREvaluation("plain", tuple(folders))

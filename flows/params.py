@@ -167,6 +167,7 @@ class EvaluateParams(_Params):
     """evaluate: coarse vs refined outputs that already exist, on one dataset."""
 
     dataset: Literal["coco", "big", "dis"] = "coco"
+    label: str = Field("coco", description="dataset label in MLflow run names and tags")
     segmentor: str = "segmentor"
     checkpoint: str | None = Field(None, description="what refined the outputs (for the tags)")
     coarse: str = Field(
@@ -178,13 +179,18 @@ class EvaluateParams(_Params):
         description="coco: results JSON; big: folder of _refine.png; dis: folder of <set>/",
     )
     ground_truth: str = Field(
-        "data/coco/annotations/instances_val2017.json",
+        "data/lvis/lvis_v1_val_cocofied.json",
         description="coco: annotations JSON; big: folder of _gt.png; dis: the dis/ folder",
     )
-    api: Literal["coco", "lvis"] = "coco"
+    gt_name: str = Field("lvis", pattern=r"^[a-z0-9_]+$", description="coco: metric prefix")
+    api: Literal["coco", "lvis"] = "lvis"
+    image_list: str = Field(
+        "data/coco/annotations/instances_val2017.json", description="coco: images and sizes"
+    )
     image_root: str = "data/coco/val2017"
-    sets: list[str] | None = None
+    sets: list[str] | None = Field(None, description="dis: sets (default: those refined)")
     output_dir: str = "runs/evaluate/default"
+    cluster: ClusterParams = ClusterParams(n_workers=1)
     report: ReportParams = ReportParams()
 
 

@@ -42,6 +42,7 @@ from segrefiner.data.folders import SampleRecord
 from segrefiner.model import PRESETS
 
 __all__ = [
+    "finish_run",
     "refine_big",
     "refine_coco",
     "refine_dis",
@@ -172,10 +173,10 @@ def run_refine_coco(
             str(report_dir),
             params.report.gallery_size,
         )
-    return _finish(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
+    return finish_run(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
 
 
-def _finish(
+def finish_run(
     run: TrackedRun | NullRun,
     table: list[MetricRow],
     summary: dict[str, Any],
@@ -186,6 +187,8 @@ def _finish(
     stage: str,
     title: str,
 ) -> dict[str, Any]:
+    """Write the report files, log them and the metrics to the run, publish the table to the
+    Prefect UI; the flow's return value."""
     outcome = {
         "title": title,
         "mlflow_run_id": run.run_id,
@@ -201,7 +204,7 @@ def _finish(
     return {**outcome, "table": [r.as_dict() for r in table]}
 
 
-@flow(name="refine-coco", task_runner=dask_task_runner(), log_prints=True)
+@flow(name="refine-coco", task_runner=dask_task_runner())
 def refine_coco(params: RefineCocoParams = DEFAULT_COCO) -> dict[str, Any]:
     """Refine a segmentor's COCO-format instance results; mask AP and boundary AP before/after."""
     use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
@@ -253,7 +256,7 @@ def run_refine_hr(
     pictures = hr.report_hr(
         rows, table, evaluation, str(masks_dir), str(report_dir), params.report.gallery_size
     )
-    return _finish(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
+    return finish_run(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
 
 
 def _refine_hr_flow(params: RefineBigParams | RefineDisParams) -> dict[str, Any]:
@@ -266,13 +269,13 @@ def _refine_hr_flow(params: RefineBigParams | RefineDisParams) -> dict[str, Any]
         return run_refine_hr(params, records, evaluation, ckpt, run)
 
 
-@flow(name="refine-big", task_runner=dask_task_runner(), log_prints=True)
+@flow(name="refine-big", task_runner=dask_task_runner())
 def refine_big(params: RefineBigParams = DEFAULT_BIG) -> dict[str, Any]:
     """Refine BIG coarse masks with the HR model; IoU and mBA before/after."""
     return _refine_hr_flow(params)
 
 
-@flow(name="refine-dis", task_runner=dask_task_runner(), log_prints=True)
+@flow(name="refine-dis", task_runner=dask_task_runner())
 def refine_dis(params: RefineDisParams = DEFAULT_DIS) -> dict[str, Any]:
     """Refine DIS-5K coarse masks with the HR model; IoU and mBA per set before/after."""
     return _refine_hr_flow(params)

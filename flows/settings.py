@@ -5,7 +5,9 @@ Everything the services keep (Prefect's home and database, the MLflow database a
 pid files, logs) is under ``<project>/.services/`` (git-ignored), so a project folder is
 self-contained and nothing is written to the user's home directory. Ports and the state folder
 can be moved with ``SEGREFINER_PREFECT_PORT``, ``SEGREFINER_MLFLOW_PORT`` and
-``SEGREFINER_SERVICES_DIR``.
+``SEGREFINER_SERVICES_DIR``. ``SEGREFINER_DATA_ROOT`` (default ``data``; the demo uses
+``data/demo``) is the data root the served deployments' parameters point at, and
+``SEGREFINER_REEVALUATE_INTERVAL`` the re-evaluation schedule in seconds (default 600).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ServiceSettings:
     state_dir: Path = PROJECT_ROOT / ".services"
     prefect_port: int = 4200
     mlflow_port: int = 5000
+    data_root: str = "data"  # what the served deployments' default parameters point at
+    reevaluate_interval_s: int = 600
 
     @property
     def prefect_url(self) -> str:
@@ -73,6 +77,8 @@ class ServiceSettings:
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             # The tracking server owns the artifact store; clients upload through it.
             "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+            "SEGREFINER_DATA_ROOT": self.data_root,
+            "SEGREFINER_REEVALUATE_INTERVAL": str(self.reevaluate_interval_s),
             # Flow runs and Dask workers import the project from here.
             "PYTHONPATH": _prepend(str(self.root), os.environ.get("PYTHONPATH", "")),
         }
@@ -90,4 +96,6 @@ def load_settings() -> ServiceSettings:
         state_dir=Path(state).resolve() if state else PROJECT_ROOT / ".services",
         prefect_port=int(os.environ.get("SEGREFINER_PREFECT_PORT", "4200")),
         mlflow_port=int(os.environ.get("SEGREFINER_MLFLOW_PORT", "5000")),
+        data_root=os.environ.get("SEGREFINER_DATA_ROOT", "data"),
+        reevaluate_interval_s=int(os.environ.get("SEGREFINER_REEVALUATE_INTERVAL", "600")),
     )

@@ -50,6 +50,7 @@ __all__ = [
     "prefect_tags",
     "resolve_checkpoint",
     "run_name",
+    "short_checkpoint",
     "tracked_run",
     "tracking_uri",
 ]
@@ -340,7 +341,7 @@ def resolve_checkpoint(
     else:
         origin = "file"
     sha = checkpoint_id(spec)  # raises FileNotFoundError for a missing file
-    if sha.startswith("preset:"):
+    if sha.startswith("preset:") and origin == "file":
         origin = "preset"
     path = spec if sha.startswith("preset:") else str(Path(spec).resolve())
     return ResolvedCheckpoint(path, origin, sha)

@@ -1,0 +1,94 @@
+"""The services helper without the real servers: commands, environment, pid files, signals."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.services import Service, pid_file, read_pid, service_specs, start, stop
+from flows.settings import ServiceSettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings(root=tmp_path, state_dir=tmp_path / ".services", prefect_port=14200,
+                           mlflow_port=15000)  # fmt: skip
+
+
+def test_commands_bind_loopback_and_keep_state_under_the_project(settings):
+    specs = {s.name: s for s in service_specs(settings)}
+    assert list(specs) == ["prefect-server", "mlflow-server", "runner"]
+    prefect = specs["prefect-server"].command
+    assert prefect[prefect.index("--host") + 1] == "127.0.0.1"
+    assert prefect[prefect.index("--port") + 1] == "14200"
+    mlflow = specs["mlflow-server"].command
+    assert mlflow[mlflow.index("--workers") + 1] == "1"
+    assert mlflow[mlflow.index("--host") + 1] == "127.0.0.1"
+    assert mlflow[mlflow.index("--backend-store-uri") + 1] == (
+        f"sqlite:///{settings.state_dir}/mlflow/mlflow.db"
+    )
+    assert dict(specs["mlflow-server"].env)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert specs["runner"].stop_signal == signal.SIGINT  # serve() ignores SIGTERM
+    env = settings.env()
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:14200/api"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+    assert Path(env["PREFECT_HOME"]).is_relative_to(settings.state_dir)
+
+
+def _sleeper(name: str, *, ignore: int | None = None) -> Service:
+    code = "import signal, time\n"
+    if ignore is not None:
+        code += f"signal.signal({int(ignore)}, signal.SIG_IGN)\n"
+    code += "time.sleep(120)  # sleeper-service\n"
+    return Service(
+        name=name,
+        command=(sys.executable, "-c", code),
+        marker="sleeper-service",
+        stop_signal=signal.SIGINT,
+        stop_timeout=1.0,
+        start_timeout=10.0,
+    )
+
+
+def test_start_writes_pid_file_reuses_and_stop_removes(settings):
+    service = _sleeper("sleeper")
+    pid = start(settings, service, say=lambda _: None)
+    try:
+        assert read_pid(settings, service) == pid
+        assert start(settings, service, say=lambda _: None) == pid  # reused, not restarted
+        assert (settings.log_dir / "sleeper.log").is_file()
+    finally:
+        assert stop(settings, service, say=lambda _: None)
+    assert read_pid(settings, service) is None
+    assert not pid_file(settings, "sleeper").exists()
+    assert not stop(settings, service, say=lambda _: None)  # nothing left to stop
+
+
+def test_a_service_ignoring_its_stop_signal_is_killed(settings):
+    service = _sleeper("stubborn", ignore=signal.SIGINT)
+    messages: list[str] = []
+    pid = start(settings, service, say=messages.append)
+    time.sleep(0.5)  # let it install the handler
+    stop(settings, service, say=messages.append)
+    assert any("killing" in m for m in messages)
+    assert read_pid(settings, service) is None
+    stat = Path(f"/proc/{pid}/stat")
+    # Gone, or a zombie until this test process (its parent here) reaps it.
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_stale_or_reused_pid_files_are_not_trusted(settings):
+    service = _sleeper("ghost")
+    settings.pid_dir.mkdir(parents=True)
+    pid_file(settings, "ghost").write_text("999999\n")  # no such process
+    assert read_pid(settings, service) is None
+    import os
+
+    pid_file(settings, "ghost").write_text(f"{os.getpid()}\n")  # alive, but not the service
+    assert read_pid(settings, service) is None
+    pid_file(settings, "ghost").write_text("not a pid\n")
+    assert read_pid(settings, service) is None
