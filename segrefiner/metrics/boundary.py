@@ -22,6 +22,7 @@ import numpy as np
 
 from segrefiner.errors import InputError
 from segrefiner.metrics.masks import as_binary, check_pair
+from segrefiner.rle import rle_runs
 
 DILATION_RATIO = 0.02
 _SQUARE = np.ones((3, 3), dtype=np.uint8)
@@ -149,39 +150,6 @@ def boundary_iou(
 
 
 # --- decoding compressed RLE into a crop -------------------------------------------------------
-
-
-def rle_runs(counts: bytes | str) -> np.ndarray:
-    """Run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), as int64.
-
-    Vectorised: each value is a little-endian group of 5-bit chunks (``char - 48``), 0x20 marks
-    "more chunks follow", 0x10 in the last chunk is the sign; from the fourth value on, each is
-    a delta to the value two places earlier.
-    """
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    chunks = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if chunks.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if chunks.min() < 0 or chunks.max() > 63:
-        raise InputError("malformed RLE counts (bad character)")
-    last = (chunks & 0x20) == 0
-    if not last[-1]:
-        raise InputError("malformed RLE counts (truncated)")
-    ends = np.flatnonzero(last)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts + 1
-    if lengths.max() > 7:  # 35 bits: more than any 32-bit count needs
-        raise InputError("malformed RLE counts (value too long)")
-    position = np.arange(chunks.size) - np.repeat(starts, lengths)
-    values = np.add.reduceat((chunks & 0x1F) << (5 * position), starts)
-    negative = (chunks[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(1, 5 * lengths[negative])
-    # Undo the delta coding: values 3, 5, 7, ... accumulate on value 1; 4, 6, ... on value 2.
-    runs = values.copy()
-    runs[1::2] = np.cumsum(values[1::2])
-    runs[2::2] = np.cumsum(values[2::2])
-    return runs
 
 
 def decode_crop(rle: dict[str, Any]) -> tuple[int, int, np.ndarray] | None:

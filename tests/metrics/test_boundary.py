@@ -10,7 +10,8 @@ from pycocotools import mask as mask_utils
 from segrefiner.errors import InputError
 from segrefiner.metrics import band_of_mask, boundary_iou, boundary_width, mask_to_boundary
 from segrefiner.metrics._reference import mask_to_boundary_reference
-from segrefiner.metrics.boundary import band_iou, band_of_rle, decode_crop, rle_runs
+from segrefiner.metrics.boundary import band_iou, band_of_rle, decode_crop
+from segrefiner.rle import rle_runs
 
 
 @pytest.mark.parametrize(
