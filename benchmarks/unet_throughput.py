@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     dtypes = args.dtypes or (["float32", "bfloat16"] if device.type == "cuda" else ["float32"])
