@@ -33,6 +33,9 @@ def local_cluster_kwargs(params: ClusterParams, gpus_per_worker: int = 0) -> dic
         "threads_per_worker": params.threads_per_worker,
         "processes": params.processes,
         "dashboard_address": None,
+        # The scheduler's HTTP endpoint (health, metrics) runs even without a dashboard; keep it
+        # on loopback and off the conventional port 8787.
+        "scheduler_kwargs": {"dashboard_address": f"{HOST}:0"},
     }
     if params.processes:  # threads talk in-process and take no host
         kwargs["host"] = HOST

@@ -35,7 +35,7 @@ def _checkpoint(label: str | None) -> ResolvedCheckpoint:
     try:
         return ResolvedCheckpoint(label, "file", checkpoint_id(label))
     except (FileNotFoundError, OSError):  # a name only: kept as the label
-        return ResolvedCheckpoint(label, "label", f"label:{label}")
+        return ResolvedCheckpoint(label, "label", f"label:{Path(label).stem}")
 
 
 @flow(name="evaluate", task_runner=dask_task_runner())

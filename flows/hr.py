@@ -242,7 +242,7 @@ def report_hr(
         y0, y1, x0, x1 = crop_box([gt, coarse, refined], gt.shape, margin=0.05)
         items.append(
             GalleryItem(
-                title=f"{row['set']}/{stem}: IoU {100 * row['delta_iou']:+.1f}",
+                title=f"{row['set']}/{Path(stem).stem}: IoU {100 * row['delta_iou']:+.1f}",
                 image=read_image(row["image"])[y0:y1, x0:x1],
                 coarse=coarse[y0:y1, x0:x1],
                 refined=refined[y0:y1, x0:x1],

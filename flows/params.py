@@ -100,7 +100,7 @@ class RefineCocoParams(_Params):
 
     dataset: str = Field("coco", description="label in MLflow run names and tags")
     segmentor: str = Field("segmentor", description="label of the results' producer")
-    results: str = "data/results/maskrcnn_r50.segm.json"
+    results: str = "data/results/segmentor_val.segm.json"
     annotations: str = Field(
         "data/coco/annotations/instances_val2017.json", description="image list and sizes"
     )
@@ -171,7 +171,7 @@ class EvaluateParams(_Params):
     segmentor: str = "segmentor"
     checkpoint: str | None = Field(None, description="what refined the outputs (for the tags)")
     coarse: str = Field(
-        "data/results/maskrcnn_r50.segm.json",
+        "data/results/segmentor_val.segm.json",
         description="coco: results JSON; big: folder of _seg.png; dis: folder of <set>/",
     )
     refined: str = Field(

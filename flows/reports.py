@@ -186,7 +186,9 @@ def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path 
                 continue
             ax.imshow(_overlay(image, fit(mask, nearest=True), color))
             ax.set_title(name, fontsize=8)
-        line[0].set_title(f"{item.title}\ncoarse", fontsize=8)
+        title = item.title if len(item.title) <= 44 else "..." + item.title[-41:]
+        line[0].set_title("")
+        line[0].set_title(f"{title}\ncoarse", fontsize=8, loc="left")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -358,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             down(settings)
         elif args.action == "env":  # for `eval "$(python -m flows.services env)"`
             for key, value in settings.env().items():
-                print(f"export {key}={value}")
+                print(f"export {key}={shlex.quote(value)}")
         else:
             for name, info in status(settings).items():
                 state = "stopped" if info["pid"] is None else f"pid {info['pid']}"
