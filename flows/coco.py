@@ -1,7 +1,8 @@
 """COCO-format instance results: the refine-coco stage as Prefect tasks, its evaluation
 (mask AP and boundary AP, coarse vs refined) and its report.
 
-Output folder of one run (``output_dir``)::
+Output folder of one run (``<output_dir>/<content key>/``, ``<output_dir>/latest`` links to
+the most recent)::
 
     refined.segm.json          the refined results (input order, same fields, refined masks)
     work/                      the stage's work directory (zarr store, shard inputs and parts)

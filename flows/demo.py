@@ -28,7 +28,7 @@ from flows.settings import load_settings
 from segrefiner.io import read_json
 
 DEMO_DEPLOYMENT = "refine-coco/demo"
-DEMO_REPORT = Path("runs/refine-coco/demo/report/metrics.json")
+DEMO_REPORT = Path("runs/refine-coco/demo/latest/report/metrics.json")
 
 
 def _say(message: str) -> None:

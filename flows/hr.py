@@ -1,7 +1,8 @@
 """BIG and DIS-5K: the HR refinement stage as Prefect tasks, folder evaluation (pooled IoU and
 mBA, per DIS set) and the report.
 
-Output folder of one run (``output_dir``)::
+Output folder of one run (``<output_dir>/<content key>/``, ``<output_dir>/latest`` links to
+the most recent)::
 
     masks/                     refined masks, official names (BIG <name>_refine.png,
                                DIS <set>/<name>.png)

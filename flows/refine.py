@@ -10,6 +10,7 @@ failure marks it FAILED with the error. The same bodies (:func:`run_refine_coco`
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +81,20 @@ def _tags(dataset: str, segmentor: str, ckpt: ResolvedCheckpoint) -> dict[str, s
     }
 
 
+def run_folder(output_dir: Path, key: str) -> Path:
+    """``<output_dir>/<16 hex of the content key>/``: one folder per (inputs, checkpoint,
+    config), so another checkpoint never meets the work of the previous one; ``latest`` links
+    to the folder of the most recent run."""
+    folder = output_dir / key[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    link = output_dir / "latest"
+    tmp = output_dir / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return folder
+
+
 def _with_refresh(task: Any, refresh: bool) -> Any:
     return task.with_options(refresh_cache=True) if refresh else task
 
@@ -118,7 +133,6 @@ def run_refine_coco(
     config = params.refine.config(ckpt.path)
     results, annotations = absolute(params.results), absolute(params.annotations)
     image_root, out = absolute(params.image_root), Path(absolute(params.output_dir))
-    work, output, report_dir = out / "work", out / "refined.segm.json", out / "report"
     gts = [
         gt.model_copy(update={"annotations": absolute(gt.annotations)})
         for gt in params.ground_truths
@@ -132,6 +146,8 @@ def run_refine_coco(
         image_root=image_root,
         num_shards=params.num_shards,
     )
+    folder = run_folder(out, key)
+    work, output, report_dir = folder / "work", folder / "refined.segm.json", folder / "report"
     refresh = params.refresh_cache
     shards = _with_refresh(coco.prepare_coco, refresh)(
         results, annotations, image_root, str(work), config, params.num_shards, key
@@ -229,8 +245,6 @@ def run_refine_hr(
     logger = get_run_logger()
     config = params.refine.config(ckpt.path)
     stage = f"refine-{params.dataset_kind}"
-    out = Path(absolute(params.output_dir))
-    masks_dir, work, report_dir = out / "masks", out / "work", out / "report"
     title = title or f"{stage} {run_name(params.dataset, params.segmentor, ckpt.sha)}"
     logger.info("%s: %d images, checkpoint %s (%s)", title, len(records), ckpt.path, ckpt.source)
     key = content_key(
@@ -239,6 +253,8 @@ def run_refine_hr(
         samples=file_digest_of_listing(records),
         num_shards=params.num_shards,
     )
+    folder = run_folder(Path(absolute(params.output_dir)), key)
+    masks_dir, work, report_dir = folder / "masks", folder / "work", folder / "report"
     refresh = params.refresh_cache
     shards = _with_refresh(hr.prepare_hr, refresh)(
         records, str(masks_dir), str(work), config, params.num_shards, key

@@ -55,14 +55,15 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
     out = tmp_path / "out"
     result = refine_coco(coco_params(demo_ci, coco_two_images, out))
 
-    refined = json.loads((out / "refined.segm.json").read_text())
+    assert Path(result["output"]).parent == (out / "latest").resolve()
+    refined = json.loads((out / "latest/refined.segm.json").read_text())
     coarse = json.loads(coco_two_images.read_text())
     assert len(refined) == len(coarse)
     assert [r["image_id"] for r in refined] == [r["image_id"] for r in coarse]
     keys = {row["key"] for row in result["table"]}
     assert {"lvis_mask_AP", "lvis_boundary_AP", "coco_mask_APl", "coco_boundary_APs"} <= keys
     assert result["summary"]["shards"] == 2
-    report = out / "report"
+    report = out / "latest/report"
     for name in (
         "metrics.json",
         "metrics.md",
