@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 CHAMPION = "champion"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
@@ -179,19 +181,23 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def experiment_id(self, name: str) -> str:
+        """The experiment's id, created when missing, marked as model development so that the
+        MLflow UI opens it on the runs table (metrics, compare) rather than the GenAI views."""
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        location = None
-        if self.artifact_root and not self.uri.startswith(("http://", "https://")):
-            location = Path(self.artifact_root, name).resolve().as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except Exception:  # created meanwhile by a concurrent flow run
+        if found is None:
+            location = None
+            if self.artifact_root and not self.uri.startswith(("http://", "https://")):
+                location = Path(self.artifact_root, name).resolve().as_uri()
+            try:
+                self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # created meanwhile by a concurrent flow run
+                pass
             found = self.client.get_experiment_by_name(name)
             if found is None:
-                raise
-            return found.experiment_id
+                raise RuntimeError(f"MLflow experiment {name!r} could not be created")
+        if found.tags.get(EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
+            self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+        return found.experiment_id
 
     @contextmanager
     def run(
