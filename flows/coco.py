@@ -230,7 +230,8 @@ def report_coco(
             image_id, n = row["image_id"], row["detection"]
             c_mask = b_groups[image_id][n].mask()
             r_mask = a_groups[image_id][n].mask()
-            g_mask = gt.annotation_mask(gt_masks[row["gt_id"]]) if row["gt_id"] else None
+            gt_id = row["gt_id"]
+            g_mask = None if gt_id is None else gt.annotation_mask(gt_masks[gt_id])
             y0, y1, x0, x1 = crop_box([c_mask, r_mask, g_mask], c_mask.shape)
             pixels = images.read_image(image_id)[y0:y1, x0:x1]
             title = f"image {image_id} #{n}: changed {100 * row['changed']:.1f}%"
