@@ -1,0 +1,188 @@
+"""HR training data: DIS-TR + ThinObject-5K train with offline coarse masks (spec §4.4).
+
+Per image (all draws from the sample's generator, in this order):
+
+1. read image and ground truth (same size, else the record is skipped);
+2. with probability ``expand_prob`` take the offline ``coarse_expand`` mask, else ``coarse``,
+   from a :class:`CoarseSource` (PNG folders here; the zarr store of gen-coarse-hr in
+   ``pipelines/train.py``);
+3. object crop: the ground truth's box with random margins on all sides
+   (:func:`~segrefiner.training.transforms.hr_object_box`);
+4. patch: a native-resolution ``patch_size`` square holding both foreground and background
+   (:func:`~segrefiner.training.transforms.mixed_patch`, bounded; where no such patch exists
+   a random one is used and a note is logged); its coarse mask is, with probability
+   ``online_patch_prob``, a fresh :func:`~segrefiner.data.degrade.modify_boundary` of the
+   ground-truth patch, else the same crop of the offline mask;
+5. both crops resized to ``crop_size``, one flip decision for both, normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from segrefiner.data.degrade import modify_boundary
+from segrefiner.data.folders import SampleRecord, load_sample, read_hr_training
+from segrefiner.errors import InputError
+from segrefiner.io import read_mask
+from segrefiner.training.batching import PositionDataset, SkipSample
+from segrefiner.training.config import DataConfig
+from segrefiner.training.transforms import (
+    crop,
+    hr_object_box,
+    make_crop,
+    mask_box,
+    mixed_patch,
+    patch_side,
+)
+
+log = logging.getLogger(__name__)
+
+COARSE_KINDS = ("coarse", "coarse_expand")
+
+
+@runtime_checkable
+class CoarseSource(Protocol):
+    """Offline coarse masks by sample id. ``get`` returns an ``H x W`` ``bool`` mask of
+    ``kind`` (``"coarse"`` or ``"coarse_expand"``) and raises :class:`InputError` naming the
+    sample when there is none (the sample is then skipped)."""
+
+    def get(self, sample_id: str, kind: str) -> np.ndarray: ...
+
+
+class FolderCoarseSource:
+    """Coarse masks as 0/255 PNGs in the official layout: beside each sample's image folder,
+    ``<kind>/<name>.png`` (``dis/DIS-TR/coarse/<n>.png``, ``thin_object/coarse_expand/<n>.png``),
+    as the official script and ``pipelines.coarse.export_pngs`` write them."""
+
+    def __init__(self, records: Sequence[SampleRecord]) -> None:
+        self._paths = {r.sample_id: (r.image.parent.parent, r.name) for r in records}
+
+    def path(self, sample_id: str, kind: str) -> Path:
+        if kind not in COARSE_KINDS:
+            raise ValueError(f"unknown coarse kind {kind!r}; expected one of {COARSE_KINDS}")
+        try:
+            folder, name = self._paths[sample_id]
+        except KeyError:
+            raise InputError(f"{sample_id}: no such sample in the coarse mask folders") from None
+        return folder / kind / f"{name}.png"
+
+    def get(self, sample_id: str, kind: str) -> np.ndarray:
+        return read_mask(self.path(sample_id, kind))
+
+
+class HRTrainingSet(PositionDataset):
+    """HR training set indexed by sample position: two crops per image.
+
+    ``dataset[p]`` holds ``object_image`` / ``patch_image`` float32 (3, S, S) and
+    ``object_gt``, ``object_coarse``, ``patch_gt``, ``patch_coarse`` float32 (1, S, S) in
+    {0, 1}, plus the bookkeeping of :meth:`PositionDataset.__getitem__`.
+    """
+
+    crops_per_sample = 2
+
+    def __init__(
+        self,
+        records: Sequence[SampleRecord],
+        coarse_source: CoarseSource,
+        config: DataConfig,
+        seed: int,
+    ) -> None:
+        super().__init__(seed, config.max_retries)
+        if not records:
+            raise InputError("the HR training set is empty")
+        self.records = list(records)
+        self.coarse_source = coarse_source
+        self.crop_size = config.crop_size
+        self.flip_prob = config.flip_prob
+        self.hr = config.hr
+        log.info("HR training set: %d images", len(self.records))
+
+    @classmethod
+    def from_config(
+        cls, config: DataConfig, seed: int, coarse_source: CoarseSource | None = None
+    ) -> HRTrainingSet:
+        """DIS-TR + ThinObject-5K train under ``config.root``. Without ``coarse_source`` the
+        PNG folders are used; a store configuration needs the source passed in (the library
+        does not read zarr: use ``pipelines/train.py``)."""
+        # strict=False: a listed sample with a missing file is skipped at training time with
+        # its reason, instead of refusing the whole data set.
+        records = read_hr_training(config.root, strict=False)
+        if coarse_source is None:
+            if config.hr.coarse == "store":
+                raise InputError(
+                    "data.hr.coarse is 'store': run training through pipelines/train.py, which "
+                    "reads the gen-coarse-hr mask store, or use data.hr.coarse=folders"
+                )
+            coarse_source = FolderCoarseSource(records)
+        return cls(records, coarse_source, config, seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def record_name(self, index: int) -> str:
+        return self.records[index].sample_id
+
+    def make_sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        record = self.records[index]
+        sample = load_sample(record)
+        image, gt = sample.image, sample.gt
+        if gt is None:
+            raise SkipSample("no ground-truth mask")
+        box = mask_box(gt)
+        if box is None:
+            raise SkipSample("empty ground-truth mask")
+        kind = "coarse_expand" if rng.random() < self.hr.expand_prob else "coarse"
+        coarse = np.asarray(self.coarse_source.get(record.sample_id, kind), dtype=bool)
+        if coarse.shape != gt.shape:
+            raise SkipSample(
+                f"{kind} mask is {coarse.shape[1]}x{coarse.shape[0]} (WxH) but the image is "
+                f"{gt.shape[1]}x{gt.shape[0]}"
+            )
+        height, width = gt.shape
+        object_box = hr_object_box(box, height, width, rng)
+        side = patch_side(height, width, self.hr.patch_size)
+        patch = mixed_patch(gt, side, rng, self.hr.patch_tries)
+        notes = []
+        if not patch.mixed:
+            notes.append(
+                f"{record.sample_id}: no {side}x{side} patch holds both foreground and "
+                "background; used a random patch"
+            )
+        gt_patch = crop(gt, patch.box)
+        if rng.random() < self.hr.online_patch_prob:
+            coarse_patch = modify_boundary(gt_patch, rng)
+            patch_source = "online"
+        else:
+            coarse_patch = crop(coarse, patch.box)
+            patch_source = kind
+        flip = bool(rng.random() < self.flip_prob)
+        out: dict[str, Any] = {}
+        for prefix, values in (
+            ("object_", make_crop(image, gt, coarse, object_box, self.crop_size, flip)),
+            (
+                "patch_",
+                make_crop(
+                    crop(image, patch.box),
+                    gt_patch,
+                    coarse_patch,
+                    (0, 0, side, side),
+                    self.crop_size,
+                    flip,
+                ),
+            ),
+        ):
+            out.update({prefix + k: v for k, v in values.items()})
+        out.update(
+            object_box=np.asarray(object_box),
+            patch_box=np.asarray(patch.box),
+            flip=flip,
+            coarse_kind=kind,
+            patch_source=patch_source,
+            notes=notes,
+        )
+        return out

@@ -1,0 +1,159 @@
+"""The HR training pipeline: object crop + native-resolution patch, offline coarse masks."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from segrefiner.errors import InputError
+from segrefiner.training.batching import collate_crops
+from segrefiner.training.config import DataConfig, HRDataConfig
+from segrefiner.training.data_hr import CoarseSource, FolderCoarseSource, HRTrainingSet
+from segrefiner.training.sampling import sample_rng
+from segrefiner.training.transforms import hr_object_box, mixed_patch, patch_side
+
+
+def _config(root, **hr) -> DataConfig:
+    return DataConfig(
+        task="hr", root=str(root), crop_size=64, hr=dataclasses.replace(HRDataConfig(), **hr)
+    )
+
+
+def test_two_crops_per_image_with_the_official_shapes(hr_root) -> None:
+    ds = HRTrainingSet.from_config(_config(hr_root, patch_size=128), seed=0)
+    assert len(ds) == 4 and ds.crops_per_sample == 2
+    samples = [ds[p] for p in range(8)]
+    for s in samples:
+        for prefix in ("object_", "patch_"):
+            assert s[prefix + "image"].shape == (3, 64, 64)
+            assert s[prefix + "gt"].shape == s[prefix + "coarse"].shape == (1, 64, 64)
+        x0, y0, x1, y1 = s["patch_box"]
+        assert x1 - x0 == y1 - y0 == 128  # native resolution, then resized to the crop size
+        assert 0 < s["patch_gt"].sum() < 64 * 64  # a mixed patch
+        assert s["notes"] == [] and s["skipped"] == []
+    assert {s["coarse_kind"] for s in samples} == {"coarse", "coarse_expand"}
+    assert {s["patch_source"] for s in samples} >= {"online"}
+    batch = collate_crops(samples[:3])
+    assert batch["image"].shape == (6, 3, 64, 64)
+    # object crops first, then the patches (as the official get_train_input)
+    assert batch["slots"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert batch["positions"].tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_offline_masks_come_from_the_source(hr_root) -> None:
+    # coarse = GT dilated, coarse_expand = GT eroded in the fixture: the object crop's coarse
+    # mask must be a superset / subset of its GT accordingly (no flip: same geometry).
+    ds = HRTrainingSet.from_config(_config(hr_root, online_patch_prob=0.0), seed=1)
+    for p in range(8):
+        s = ds[p]
+        gt, coarse = s["object_gt"] > 0, s["object_coarse"] > 0
+        if s["coarse_kind"] == "coarse":
+            assert (coarse >= gt).all() and coarse.sum() > gt.sum()
+        else:
+            assert (coarse <= gt).all() and coarse.sum() < gt.sum()
+        assert s["patch_source"] == s["coarse_kind"]
+
+
+def test_flip_is_shared_by_object_and_patch(hr_root) -> None:
+    plain = HRTrainingSet.from_config(dataclasses.replace(_config(hr_root), flip_prob=0.0), 0)
+    flipped = HRTrainingSet.from_config(dataclasses.replace(_config(hr_root), flip_prob=1.0), 0)
+    for p in range(3):
+        a, b = plain[p], flipped[p]
+        for key in ("object_image", "object_gt", "object_coarse", "patch_image", "patch_gt"):
+            np.testing.assert_array_equal(b[key], a[key][..., ::-1])
+
+
+def test_hr_object_box_contains_the_object_with_random_margins() -> None:
+    box = (50, 60, 120, 90)
+    boxes = [hr_object_box(box, 200, 300, sample_rng(0, i)) for i in range(300)]
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 <= 50 - 1 and 120 <= x1 <= 299 and 0 <= y0 <= 59 and 90 <= y1 <= 199
+    assert len({b[0] for b in boxes}) > 30 and len({b[2] for b in boxes}) > 100
+    # An object touching the borders: the crop reaches them.
+    assert hr_object_box((0, 0, 300, 200), 200, 300, sample_rng(0, 0)) == (0, 0, 300, 200)
+
+
+def test_patch_side_halves_for_small_images() -> None:
+    assert patch_side(300, 400, 256) == 256
+    assert patch_side(200, 400, 256) == 100
+    assert patch_side(201, 255, 256) == 100
+
+
+def test_mixed_patch_exact_search_after_the_random_tries() -> None:
+    # One foreground pixel in a corner of a large image: almost no random draw hits it.
+    gt = np.zeros((300, 300), bool)
+    gt[0, 0] = True
+    choice = mixed_patch(gt, 16, sample_rng(0, 0), tries=5)
+    assert choice.mixed
+    x0, y0, x1, y1 = choice.box
+    assert (x0, y0) == (0, 0) and (x1, y1) == (16, 16)
+
+
+def test_mixed_patch_is_uniform_over_the_mixed_positions() -> None:
+    gt = np.zeros((40, 40), bool)
+    gt[:, 20:] = True  # mixed 10 px patches start at x in 11..19
+    xs = {mixed_patch(gt, 10, sample_rng(0, i), tries=3).box[0] for i in range(200)}
+    assert xs == set(range(11, 20))
+
+
+def test_no_mixed_patch_terminates_and_is_logged(hr_root, tmp_path, caplog) -> None:
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(hr_root, root)
+    # An all-foreground ground truth has no patch with background: the official loop would
+    # never end here.
+    for gt in (root / "dis" / "DIS-TR" / "gt").iterdir():
+        size = Image.open(gt).size
+        Image.fromarray(np.full(size[::-1], 255, np.uint8)).save(gt)
+    ds = HRTrainingSet.from_config(_config(root, patch_size=64, patch_tries=10), seed=0)
+    samples = [ds[p] for p in range(8)]
+    notes = [n for s in samples for n in s["notes"]]
+    assert notes and all("no 64x64 patch holds both foreground and background" in n for n in notes)
+    dis = [s for s in samples if s["name"].startswith("dis/")]
+    assert dis and all(s["patch_gt"].min() == 1.0 for s in dis)
+
+    # The training loop logs the notes it receives.
+    from segrefiner.training import loop
+
+    with caplog.at_level(logging.INFO, logger="segrefiner.training"):
+        for note in collate_crops(dis)["notes"]:
+            loop.log.info("rank 0: %s", note)
+    assert "used a random patch" in caplog.text
+
+
+def test_missing_or_mis_sized_coarse_masks_are_skipped(hr_root, tmp_path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(hr_root, root)
+    (root / "thin_object" / "coarse" / "obj_1.png").unlink()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(
+        root / "dis" / "DIS-TR" / "coarse_expand" / "Cat#1#Thing#a.png"
+    )
+    ds = HRTrainingSet.from_config(_config(root), seed=0)
+    reasons = [r for p in range(16) for r in ds[p]["skipped"]]
+    assert any("obj_1.png: mask file not found" in r for r in reasons)
+    assert any("coarse_expand mask is 10x10 (WxH) but the image is 320x288" in r for r in reasons)
+
+
+def test_folder_source_layout_and_store_requirement(hr_root) -> None:
+    from segrefiner.data.folders import read_hr_training
+
+    records = read_hr_training(hr_root)
+    source = FolderCoarseSource(records)
+    assert isinstance(source, CoarseSource)
+    assert source.path("dis/DIS-TR/Cat#1#Thing#a", "coarse") == (
+        hr_root / "dis" / "DIS-TR" / "coarse" / "Cat#1#Thing#a.png"
+    )
+    assert source.path("thin_object/train/obj_2", "coarse_expand") == (
+        hr_root / "thin_object" / "coarse_expand" / "obj_2.png"
+    )
+    with pytest.raises(InputError, match="no such sample"):
+        source.get("dis/DIS-TR/nope", "coarse")
+    with pytest.raises(InputError, match=r"pipelines/train\.py"):
+        HRTrainingSet.from_config(_config(hr_root, coarse="store", coarse_store="x.zarr"), 0)
