@@ -19,6 +19,7 @@ from segrefiner.errors import SegRefinerError
 COMMAND_MODULES = [
     "segrefiner.cli.refine",
     "segrefiner.cli.data",
+    "segrefiner.cli.train",
     "segrefiner.cli.eval",
 ]
 
