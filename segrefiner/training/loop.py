@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from segrefiner.checkpoint import export_official, save_checkpoint
 from segrefiner.config import flatten
 from segrefiner.diffusion import DiscreteDiffusion
+from segrefiner.errors import InputError
 from segrefiner.io import atomic_path, write_json
 from segrefiner.model import DenoiseUNet, build_unet
 from segrefiner.training import distributed
@@ -193,6 +194,11 @@ class _Run:
 
     def _build(self) -> None:
         config, ctx = self.config, self.ctx
+        if config.data.batch_size % ctx.world_size:
+            raise InputError(
+                f"data.batch_size {config.data.batch_size} (the global batch) does not split "
+                f"over {ctx.world_size} processes"
+            )
         # The same initial weights on every rank (DDP would broadcast rank 0's anyway), then
         # per-rank seeds for anything drawing from torch's global generator afterwards (nothing
         # in this loop does: data and noise come from per-sample generators).
