@@ -35,6 +35,6 @@ def test_errors_surface_at_their_item() -> None:
 
     out = []
     with pytest.raises(ValueError, match="bad item 2"):
-        for item, value in prefetch(fn, range(5)):
+        for _item, value in prefetch(fn, range(5)):
             out.append(value)
     assert out == [0, 1]
