@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from prefect import task
 
-from flows.caching import keyed
+from flows.caching import keyed, work_shard_done, work_store_exists
 from flows.params import GroundTruth
 from flows.reports import GalleryItem, MetricRow, crop_box, draw_before_after, draw_gallery
 from flows.tasks import shard_progress
@@ -32,7 +32,6 @@ from pipelines.refine_coco import (
     run_refine_coco_shard,
 )
 from pipelines.sharding import Shard
-from pipelines.stores import MaskStore
 from segrefiner.data.coco import COCO_CATEGORY_IDS, load_coco_instances, load_segmentor_results
 from segrefiner.errors import InputError
 from segrefiner.metrics import boundary_iou, evaluate_instances, iou
@@ -50,23 +49,13 @@ AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 MATCH_IOU = 0.5  # a detection is scored against the ground truth it overlaps at least this much
 
 
-def _store_exists(parameters: dict[str, Any]) -> bool:
-    return MaskStore.exists(Path(parameters["work_dir"]) / "refined.zarr")
-
-
-def _shard_done(parameters: dict[str, Any]) -> bool:
-    path = Path(parameters["work_dir"]) / "refined.zarr"
-    if not MaskStore.exists(path):
-        return False
-    return MaskStore.open(path).completion_record(parameters["shard"].name) is not None
-
-
 def _output_exists(parameters: dict[str, Any]) -> bool:
     return Path(parameters["output"]).is_file()
 
 
 @task(
-    name="prepare-refine-coco", cache_key_fn=keyed("work_dir", "num_shards", exists=_store_exists)
+    name="prepare-refine-coco",
+    cache_key_fn=keyed("work_dir", "num_shards", exists=work_store_exists),
 )
 def prepare_coco(
     results: str,
@@ -85,7 +74,9 @@ def prepare_coco(
 
 
 @task(
-    name="refine-coco-shard", retries=1, cache_key_fn=keyed("work_dir", "shard", exists=_shard_done)
+    name="refine-coco-shard",
+    retries=1,
+    cache_key_fn=keyed("work_dir", "shard", exists=work_shard_done),
 )
 def refine_coco_shard(
     work_dir: str, config: RefineConfig, shard: Shard, content_key: str

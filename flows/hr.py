@@ -18,7 +18,7 @@ from typing import Any
 
 from prefect import task
 
-from flows.caching import keyed
+from flows.caching import keyed, work_shard_done, work_store_exists
 from flows.reports import (
     GalleryItem,
     MetricRow,
@@ -36,7 +36,6 @@ from pipelines.refine_hr import (
     run_refine_hr_shard,
 )
 from pipelines.sharding import Shard
-from pipelines.stores import MaskStore
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError
 from segrefiner.io import read_image, read_mask
@@ -67,24 +66,13 @@ def list_records(params: Any, data_root: str) -> list[SampleRecord]:
     return list_samples("dis", data_root, sets=sets, segmentor=params.segmentor)
 
 
-def _store_exists(parameters: dict[str, Any]) -> bool:
-    return MaskStore.exists(Path(parameters["work_dir"]) / "refined.zarr")
-
-
-def _shard_done(parameters: dict[str, Any]) -> bool:
-    path = Path(parameters["work_dir"]) / "refined.zarr"
-    if not MaskStore.exists(path):
-        return False
-    return MaskStore.open(path).completion_record(parameters["shard"].name) is not None
-
-
 def _manifest_exists(parameters: dict[str, Any]) -> bool:
     return (Path(parameters["work_dir"]) / "manifest.json").is_file()
 
 
 @task(
     name="prepare-refine-hr",
-    cache_key_fn=keyed("out_dir", "work_dir", "num_shards", exists=_store_exists),
+    cache_key_fn=keyed("out_dir", "work_dir", "num_shards", exists=work_store_exists),
 )
 def prepare_hr(
     records: list[SampleRecord],
@@ -99,7 +87,9 @@ def prepare_hr(
 
 
 @task(
-    name="refine-hr-shard", retries=1, cache_key_fn=keyed("work_dir", "shard", exists=_shard_done)
+    name="refine-hr-shard",
+    retries=1,
+    cache_key_fn=keyed("work_dir", "shard", exists=work_shard_done),
 )
 def refine_hr_shard(
     work_dir: str, config: RefineConfig, shard: Shard, content_key: str
