@@ -66,6 +66,7 @@ class RefineParams(_Params):
     model_size: int | None = Field(None, ge=8, description="network input side; default: ckpt's")
     bf16: bool = False
     write_store: bool = Field(True, description="also keep refined masks in the zarr store")
+    pack_images: int = Field(4, ge=1, description="HR: images whose patches share batches")
 
     def config(self, checkpoint_path: str) -> RefineConfig:
         """The stage config for a resolved checkpoint file (or preset)."""
@@ -77,6 +78,7 @@ class RefineParams(_Params):
             model_size=self.model_size,
             bf16=self.bf16,
             write_store=self.write_store,
+            pack_images=self.pack_images,
         )
 
 

@@ -32,6 +32,7 @@ class RefineConfig:
     channels_last: bool = False  # NHWC memory format (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the network (first batches pay the compilation)
     write_store: bool = True  # also keep the refined masks in the zarr store
+    pack_images: int = 4  # HR: images whose global passes and patches share batches
 
 
 def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, InferenceConfig]:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from pipelines.models import file_sha256
-from pipelines.prefetch import prefetch
+from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
     RefineConfig,
@@ -178,6 +178,11 @@ class _Emitter:
             }
         )
 
+    def emit_refined(self, image: dict, prepared: PreparedInstances, probs: torch.Tensor) -> None:
+        refined = np.zeros(len(prepared.masks), bool)
+        refined[prepared.todo] = True
+        self.emit(image, finish_instances(prepared, probs), refined, "ok", None)
+
 
 def _run_packed(
     denoiser: Any,
@@ -185,9 +190,11 @@ def _run_packed(
     pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]],
     infer: InferenceConfig,
     emitter: _Emitter,
+    behind: WriteBehind,
     device: str,
 ) -> None:
-    """Refine the crops of several images in shared full batches, then paste per image.
+    """Refine the crops of several images in shared full batches; pasting, RLE encoding and
+    store writes go to ``behind`` so they overlap the next batches.
 
     A CUDA out-of-memory error halves the batch and retries; at batch 1 the images fail and
     pass through unrefined.
@@ -209,7 +216,8 @@ def _run_packed(
                 torch.cuda.empty_cache()
             if batch == 1:
                 for image, prepared, _ in pending:
-                    emitter.emit(
+                    behind.submit(
+                        emitter.emit,
                         image,
                         prepared.masks,
                         np.zeros(len(prepared.masks), bool),
@@ -223,9 +231,7 @@ def _run_packed(
     for image, prepared, _ in pending:
         part = probs[start : start + prepared.num_crops]
         start += prepared.num_crops
-        refined = np.zeros(len(prepared.masks), bool)
-        refined[prepared.todo] = True
-        emitter.emit(image, finish_instances(prepared, part), refined, "ok", None)
+        behind.submit(emitter.emit_refined, image, prepared, part)
 
 
 def run_refine_coco_shard(
@@ -262,22 +268,25 @@ def run_refine_coco_shard(
         except InputError as exc:
             return coarse, None, str(exc)
 
-    for image, (coarse, prepared, error) in prefetch(load, payload["images"], depth=4):
-        dets = image["detections"]
-        if prepared is None:
-            log.warning("image id %s: passed through unrefined: %s", image["image_id"], error)
-            emitter.emit(image, coarse, np.zeros(len(dets), bool), "failed", error)
-            continue
-        gens = [
-            item_generator(config.seed, "coco", image["image_id"], dets[i]["index"])
-            for i in prepared.todo
-        ]
-        pending.append((image, prepared, gens))
-        queued += prepared.num_crops
-        if queued >= infer.batch_size:
-            _run_packed(denoiser, diffusion, pending, infer, emitter, config.device)
-            pending, queued = [], 0
-    _run_packed(denoiser, diffusion, pending, infer, emitter, config.device)
+    with WriteBehind(depth=4) as behind:
+        for image, (coarse, prepared, error) in prefetch(load, payload["images"], depth=4):
+            dets = image["detections"]
+            if prepared is None:
+                log.warning("image id %s: passed through unrefined: %s", image["image_id"], error)
+                behind.submit(
+                    emitter.emit, image, coarse, np.zeros(len(dets), bool), "failed", error
+                )
+                continue
+            gens = [
+                item_generator(config.seed, "coco", image["image_id"], dets[i]["index"])
+                for i in prepared.todo
+            ]
+            pending.append((image, prepared, gens))
+            queued += prepared.num_crops
+            if queued >= infer.batch_size:
+                _run_packed(denoiser, diffusion, pending, infer, emitter, behind, config.device)
+                pending, queued = [], 0
+        _run_packed(denoiser, diffusion, pending, infer, emitter, behind, config.device)
     write_json(
         work / "parts" / f"{shard.name}.json", {"entries": emitter.entries, "rows": emitter.rows}
     )

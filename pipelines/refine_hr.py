@@ -11,8 +11,9 @@ atomically). Work directory (``<out_dir>/.work`` unless given)::
                            the shard's completion record
     manifest.json          every sample's row and the totals (written by finalize)
 
-Memory stays bounded on any image size: the local step keeps one batch of patch
-probabilities alive at a time (``batch_size``), and a CUDA out-of-memory error halves it.
+Memory stays bounded on any image size: ``pack_images`` images are in flight at a time and the
+local step keeps one batch of patch probabilities alive (``batch_size``); a CUDA
+out-of-memory error halves the batch.
 A sample that still fails is passed through (its coarse mask is written as the output when it
 can be read) and listed with its reason.
 """
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from pipelines.models import file_sha256
+from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
     RefineConfig,
@@ -44,7 +46,8 @@ from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
-from segrefiner.inference import item_generator, refine_semantic
+from segrefiner.inference import item_generator
+from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
 from segrefiner.io import read_image, read_json, read_mask, resolve_under, write_json, write_mask
 
 log = logging.getLogger(__name__)
@@ -150,37 +153,76 @@ def file_digest_of_listing(records: list[SampleRecord]) -> list[list[str]]:
 # --------------------------------------------------------------------------- one shard
 
 
-def _refine_one(
-    sample: dict, denoiser, diffusion, infer, config: RefineConfig
-) -> tuple[np.ndarray, int]:
-    image = read_image(sample["image"])
-    coarse = read_mask(sample["coarse"], shape=image.shape[:2])
+def _load(sample: dict) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """Read one sample (on a reader thread): ``(image, coarse, None)`` or, when it cannot be
+    refined, ``(None, coarse or None, reason)``."""
+    try:
+        image = read_image(sample["image"])
+        return image, read_mask(sample["coarse"], shape=image.shape[:2]), None
+    except InputError as exc:
+        try:  # pass the coarse mask through when it can be read
+            coarse = read_mask(sample["coarse"])
+        except InputError:
+            coarse = None
+        return None, coarse, str(exc)
+
+
+def _refine_group(
+    group: list[tuple[dict, np.ndarray, np.ndarray]],
+    denoiser: Any,
+    diffusion: Any,
+    infer: Any,
+    config: RefineConfig,
+) -> list[np.ndarray | str]:
+    """Refine a group of samples with their patches packed into shared batches. A CUDA
+    out-of-memory error halves the batch and retries; at batch 1 the samples are retried one
+    by one, and one that still runs out of memory gets its reason instead of a mask."""
     batch = infer.batch_size
     while True:
+        items = [
+            SemanticItem(image, coarse, item_generator(config.seed, sample["sample_id"]),
+                         sample["coarse"])
+            for sample, image, coarse in group
+        ]  # fmt: skip
         try:
-            gen = item_generator(config.seed, sample["sample_id"])
             with warnings.catch_warnings():  # the manifest row says "empty" instead
                 warnings.filterwarnings("ignore", message=".*returning an empty mask")
-                fine = refine_semantic(
-                    denoiser, diffusion, image, coarse, gen, infer.replace(batch_size=batch),
-                    config.device, name=sample["coarse"],
-                )  # fmt: skip
-            return fine, int(coarse.sum())
+                return refine_semantic_group(
+                    denoiser, diffusion, items, infer.replace(batch_size=batch), config.device
+                )
         except torch.OutOfMemoryError:
             if config.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             if batch == 1:
-                raise InputError(f"{sample['image']}: out of memory at batch size 1") from None
+                if len(group) == 1:
+                    return [f"{group[0][0]['image']}: out of memory at batch size 1"]
+                return [
+                    out
+                    for one in group
+                    for out in _refine_group([one], denoiser, diffusion, infer, config)
+                ]
             batch = max(1, batch // 2)
-            log.warning(
-                "%s: out of memory; retrying with batch size %d", sample["sample_id"], batch
-            )
+            names = ", ".join(sample["sample_id"] for sample, _, _ in group)
+            log.warning("%s: out of memory; retrying with batch size %d", names, batch)
+
+
+def _write_outputs(
+    store: MaskStore, config: RefineConfig, sample: dict, mask: np.ndarray | None, status: str
+) -> None:
+    if mask is not None:
+        write_mask(sample["output"], mask)
+        if config.write_store:
+            store.write_mask(KIND, sample["sample_id"], mask, attrs={"status": status})
 
 
 def run_refine_hr_shard(
     work_dir: str | os.PathLike, config: RefineConfig, shard: Shard
 ) -> dict[str, Any]:
-    """Refine one shard's images; a completed shard is skipped. Returns the completion record."""
+    """Refine one shard's images; a completed shard is skipped. Returns the completion record.
+
+    Images are read ahead on threads, ``config.pack_images`` of them at a time share network
+    batches, and PNG / store writes run behind on another thread.
+    """
     started = time.perf_counter()
     work = Path(work_dir)
     store = MaskStore.open(work / "refined.zarr", "r+")
@@ -189,35 +231,57 @@ def run_refine_hr_shard(
         return {**done, "skipped": True}
     samples = read_json(work / "inputs" / f"{shard.name}.json")["samples"]
     denoiser, diffusion, infer = inference_setup(config)
-    rows = []
-    for sample in samples:
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {"sample_id": sample["sample_id"], "output": sample["output"]}
-        try:
-            fine, coarse_pixels = _refine_one(sample, denoiser, diffusion, infer, config)
-            row["status"] = "ok" if coarse_pixels > infer.min_foreground else "empty"
-            row["reason"] = None if row["status"] == "ok" else (
-                f"coarse mask has {coarse_pixels} <= {infer.min_foreground} pixels: empty output"
-            )  # fmt: skip
-        except InputError as exc:
-            log.warning("%s: %s", sample["sample_id"], exc)
-            row.update(status="failed", reason=str(exc))
-            try:  # pass the coarse mask through when it can be read
-                fine = read_mask(sample["coarse"])
-            except InputError:
-                fine = None
-        if fine is not None:
-            write_mask(sample["output"], fine)
-            if config.write_store:
-                store.write_mask(KIND, sample["sample_id"], fine, attrs={"status": row["status"]})
-        row["written"] = fine is not None
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        rows.append(row)
-    write_json(work / "parts" / f"{shard.name}.json", {"rows": rows})
+    rows: dict[str, dict[str, Any]] = {}
+    group: list[tuple[dict, np.ndarray, np.ndarray]] = []
+    group_started = time.perf_counter()
+
+    def finish(sample: dict, mask: np.ndarray | None, status: str, reason: str | None,
+               seconds: float, behind: WriteBehind) -> None:  # fmt: skip
+        if status == "failed":
+            log.warning("%s: %s", sample["sample_id"], reason)
+        rows[sample["sample_id"]] = {
+            "sample_id": sample["sample_id"],
+            "output": sample["output"],
+            "status": status,
+            "reason": reason,
+            "written": mask is not None,
+            "seconds": round(seconds, 3),
+        }
+        behind.submit(_write_outputs, store, config, sample, mask, status)
+
+    def run_group(behind: WriteBehind) -> None:
+        outputs = _refine_group(group, denoiser, diffusion, infer, config)
+        each = (time.perf_counter() - group_started) / len(group)
+        for (sample, _, coarse), out in zip(group, outputs, strict=True):
+            if isinstance(out, str):  # out of memory even alone: pass the coarse mask through
+                finish(sample, coarse, "failed", out, each, behind)
+                continue
+            pixels = int(coarse.sum())
+            if pixels > infer.min_foreground:
+                finish(sample, out, "ok", None, each, behind)
+            else:
+                reason = f"coarse mask has {pixels} <= {infer.min_foreground} pixels: empty output"
+                finish(sample, out, "empty", reason, each, behind)
+
+    with WriteBehind(depth=2) as behind:
+        for sample, (image, coarse, error) in prefetch(_load, samples, depth=2):
+            if image is None:
+                finish(sample, coarse, "failed", error, 0.0, behind)
+                continue
+            if not group:
+                group_started = time.perf_counter()
+            group.append((sample, image, coarse))
+            if len(group) >= config.pack_images:
+                run_group(behind)
+                group = []
+        if group:
+            run_group(behind)
+    ordered = [rows[sample["sample_id"]] for sample in samples]
+    write_json(work / "parts" / f"{shard.name}.json", {"rows": ordered})
     record = {
         "shard": shard.index,
-        "samples": len(rows),
-        "failed": sum(r["status"] == "failed" for r in rows),
+        "samples": len(ordered),
+        "failed": sum(r["status"] == "failed" for r in ordered),
         "seconds": round(time.perf_counter() - started, 3),
     }
     store.mark_complete(shard.name, record)

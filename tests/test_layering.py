@@ -11,7 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "segrefiner": {"prefect", "prefect_dask", "mlflow", "dask", "distributed", "zarr", "pipelines", "flows"},
+    "segrefiner": {
+        "prefect",
+        "prefect_dask",
+        "mlflow",
+        "dask",
+        "distributed",
+        "zarr",
+        "pipelines",
+        "flows",
+    },
     "pipelines": {"prefect", "prefect_dask", "mlflow", "flows"},
 }
 

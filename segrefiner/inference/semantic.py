@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segrefiner.diffusion import Denoiser, DiscreteDiffusion, sample_loop
+from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.inference.preprocess import check_image, check_masks, normalize_image
 
@@ -25,26 +28,32 @@ from segrefiner.inference.preprocess import check_image, check_masks, normalize_
 def global_step(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
-    image: torch.Tensor,
-    coarse: torch.Tensor,
-    generator: torch.Generator | None,
+    images: Sequence[torch.Tensor],
+    coarses: Sequence[torch.Tensor],
+    generators: Sequence[torch.Generator] | None,
     size: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """All steps but the last on the whole image at ``size`` x ``size``.
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """All steps but the last on whole images at ``size`` x ``size``, in one batch.
 
-    ``image``: float (1, 3, H, W) normalized; ``coarse``: (H, W) bool. Returns
-    ``(global_mask, fine_prob)``: bool (H, W) and float (size, size).
+    ``images``: float (1, 3, H, W) normalized, one per item (sizes may differ); ``coarses``:
+    (H, W) bool; ``generators``: one per item. Returns per item ``(global_mask, fine_prob)``:
+    bool (H, W) and float (size, size).
     """
-    height, width = coarse.shape
-    small_img = F.interpolate(image, (size, size), mode="nearest")
-    small_mask = F.interpolate(coarse.to(image.dtype)[None, None], (size, size), mode="nearest")
-    steps = diffusion.inference_steps[:-1]
-    gens = None if generator is None else [generator]
-    prob, fine_prob = sample_loop(
-        model, diffusion, small_img, (small_mask >= 0.5).float(), steps, gens
+    small_img = torch.cat([F.interpolate(img, (size, size), mode="nearest") for img in images])
+    small_mask = torch.cat(
+        [
+            F.interpolate(c.to(small_img.dtype)[None, None], (size, size), mode="nearest")
+            for c in coarses
+        ]
     )
-    global_mask = F.interpolate(prob, (height, width), mode="nearest")[0, 0] >= 0.5
-    return global_mask, fine_prob[0, 0]
+    steps = diffusion.inference_steps[:-1]
+    prob, fine_prob = sample_loop(
+        model, diffusion, small_img, (small_mask >= 0.5).float(), steps, generators
+    )
+    return [
+        (F.interpolate(prob[i : i + 1], c.shape, mode="nearest")[0, 0] >= 0.5, fine_prob[i, 0])
+        for i, c in enumerate(coarses)
+    ]
 
 
 def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
@@ -109,36 +118,34 @@ def mixed_boxes(mask: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
 def local_step(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
-    image: torch.Tensor,
-    global_mask: torch.Tensor,
-    boxes: np.ndarray,
-    config: InferenceConfig,
-) -> torch.Tensor:
-    """The last step (t = 0) on native-resolution patches, ``config.batch_size`` at a time.
+    patches: Sequence[tuple[torch.Tensor, torch.Tensor, Sequence[int]]],
+    size: int,
+) -> list[torch.Tensor]:
+    """The last step (t = 0) on native-resolution patches, all in one network batch.
 
-    ``boxes``: (K, 4) ``[x0, y0, x1, y1)``, all of one size. Returns float (K, 1, ph, pw)
-    foreground probabilities. Patches whose side differs from ``model_size`` (images smaller
-    than a patch) are resized for the network and back. Callers bound memory by passing at
-    most a batch of boxes (see :func:`refine_patches`).
+    ``patches``: ``(image (1, 3, H, W), global_mask (H, W), box [x0, y0, x1, y1))``; the
+    patches may come from different images. Patches whose side differs from ``size`` (images
+    smaller than a patch) are resized for the network and back. Returns float (1, ph, pw)
+    foreground probabilities, one per patch.
     """
-    if len(boxes) == 0:
-        return image.new_zeros((0, 1, 0, 0))
-    ph, pw = int(boxes[0, 3] - boxes[0, 1]), int(boxes[0, 2] - boxes[0, 0])
-    size = config.model_size
-    out = []
-    for start in range(0, len(boxes), config.batch_size):
-        chunk = boxes[start : start + config.batch_size].tolist()
-        imgs = torch.cat([image[:, :, y0:y1, x0:x1] for x0, y0, x1, y1 in chunk])
-        masks = torch.stack([global_mask[y0:y1, x0:x1] for x0, y0, x1, y1 in chunk])[:, None]
-        masks = masks.to(image.dtype)
-        if (ph, pw) != (size, size):
-            imgs = F.interpolate(imgs, (size, size), mode="bilinear", align_corners=False)
-            masks = F.interpolate(masks, (size, size), mode="nearest")
-        prob, _ = sample_loop(model, diffusion, imgs, masks, [0])
-        if (ph, pw) != (size, size):
-            prob = F.interpolate(prob, (ph, pw), mode="bilinear", align_corners=False)
-        out.append(prob)
-    return torch.cat(out)
+    if not patches:
+        return []
+    imgs, masks, shapes = [], [], []
+    for image, global_mask, (x0, y0, x1, y1) in patches:
+        img = image[:, :, y0:y1, x0:x1]
+        mask = global_mask[y0:y1, x0:x1].to(image.dtype)[None, None]
+        if (y1 - y0, x1 - x0) != (size, size):
+            img = F.interpolate(img, (size, size), mode="bilinear", align_corners=False)
+            mask = F.interpolate(mask, (size, size), mode="nearest")
+        imgs.append(img)
+        masks.append(mask)
+        shapes.append((y1 - y0, x1 - x0))
+    prob, _ = sample_loop(model, diffusion, torch.cat(imgs), torch.cat(masks), [0])
+    return [
+        p if shape == (size, size) else
+        F.interpolate(p[None], shape, mode="bilinear", align_corners=False)[0]
+        for p, shape in zip(prob, shapes, strict=True)
+    ]  # fmt: skip
 
 
 class PatchAccumulator:
@@ -149,8 +156,8 @@ class PatchAccumulator:
         self.total = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
         self.count = torch.zeros(global_mask.shape, dtype=torch.float32, device=global_mask.device)
 
-    def add(self, probs: torch.Tensor, boxes: np.ndarray) -> None:
-        for prob, (x0, y0, x1, y1) in zip(probs, boxes.tolist(), strict=True):
+    def add(self, probs: Iterable[torch.Tensor], boxes: Iterable[Sequence[int]]) -> None:
+        for prob, (x0, y0, x1, y1) in zip(probs, boxes, strict=True):
             self.total[y0:y1, x0:x1] += prob[0].float()
             self.count[y0:y1, x0:x1] += 1.0
 
@@ -162,29 +169,101 @@ class PatchAccumulator:
         return refined
 
 
-def stitch_patches(global_mask: torch.Tensor, probs: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+def stitch_patches(
+    global_mask: torch.Tensor, probs: torch.Tensor, boxes: np.ndarray
+) -> torch.Tensor:
     """Average overlapping patch probabilities; threshold 0.5 where covered, else keep
     ``global_mask``. Returns bool (H, W)."""
     acc = PatchAccumulator(global_mask)
-    acc.add(probs, boxes)
+    acc.add(probs, boxes.tolist())
     return acc.result()
 
 
-def refine_patches(
+@dataclass
+class SemanticItem:
+    """One high-resolution mask to refine: ``image`` (H, W, 3) uint8 RGB, ``coarse`` (H, W)
+    binary, ``generator`` for the global pass's noise, ``name`` for messages."""
+
+    image: np.ndarray
+    coarse: np.ndarray
+    generator: torch.Generator | None = None
+    name: str = "mask"
+
+
+def refine_semantic_group(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
-    image: torch.Tensor,
-    global_mask: torch.Tensor,
-    boxes: np.ndarray,
-    config: InferenceConfig,
-) -> torch.Tensor:
-    """Local step over any number of patches with bounded memory: one batch of patch
-    probabilities alive at a time. Returns bool (H, W)."""
-    acc = PatchAccumulator(global_mask)
-    for start in range(0, len(boxes), config.batch_size):
-        chunk = boxes[start : start + config.batch_size]
-        acc.add(local_step(model, diffusion, image, global_mask, chunk, config), chunk)
-    return acc.result()
+    items: Sequence[SemanticItem],
+    config: InferenceConfig = InferenceConfig(),
+    device: torch.device | str = "cpu",
+) -> list[np.ndarray]:
+    """Refine several high-resolution masks with their work packed into shared batches.
+
+    The global passes of all items run as one batch and the local patches of all items fill
+    batches of ``config.batch_size`` across image boundaries, so no batch is left part-empty
+    at the end of an image. Each item's output is the same as refining it alone (its noise
+    comes from its own generator; the last step draws none). Memory: the items' images and two
+    H x W maps each, plus one batch of patches. Returns (H, W) bool per item, in order.
+
+    A coarse mask with at most ``config.min_foreground`` pixels gives an empty mask, as the
+    official code does (with a warning).
+    """
+    results: list[np.ndarray | None] = [None] * len(items)
+    live: list[int] = []
+    images, coarses = [], []
+    for i, item in enumerate(items):
+        image = check_image(item.image, item.name)
+        height, width = image.shape[:2]
+        coarse = check_masks(item.coarse, (height, width), item.name)
+        if coarse.ndim != 2:
+            raise InputError(f"{item.name}: expected an H x W mask, got shape {coarse.shape}")
+        if int(coarse.sum()) <= config.min_foreground:
+            warnings.warn(
+                f"{item.name}: coarse mask has {int(coarse.sum())} <= {config.min_foreground} "
+                "foreground pixels; returning an empty mask (official behaviour)",
+                stacklevel=2,
+            )
+            results[i] = np.zeros((height, width), dtype=bool)
+            continue
+        live.append(i)
+        images.append(normalize_image(image, device))
+        coarses.append(torch.from_numpy(coarse).to(device))
+    if live:
+        gens = [items[i].generator for i in live]
+        seeded = [g is not None for g in gens]
+        if any(seeded) and not all(seeded):
+            raise ValueError("give every item a generator, or none")
+        passes = []
+        for start in range(0, len(live), config.batch_size):
+            stop = start + config.batch_size
+            passes += global_step(
+                model,
+                diffusion,
+                images[start:stop],
+                coarses[start:stop],
+                gens[start:stop] if all(seeded) else None,
+                config.model_size,
+            )
+        accumulators, work = [], []
+        for j, (global_mask, fine_prob) in enumerate(passes):
+            height, width = global_mask.shape
+            boxes = propose_patches(fine_prob.cpu().numpy(), height, width, config)
+            boxes = boxes[mixed_boxes(global_mask, boxes)]
+            accumulators.append(PatchAccumulator(global_mask))
+            work += [(j, box) for box in boxes.tolist()]
+        for start in range(0, len(work), config.batch_size):
+            chunk = work[start : start + config.batch_size]
+            probs = local_step(
+                model,
+                diffusion,
+                [(images[j], passes[j][0], box) for j, box in chunk],
+                config.model_size,
+            )
+            for (j, box), prob in zip(chunk, probs, strict=True):
+                accumulators[j].add([prob], [box])
+        for j, i in enumerate(live):
+            results[i] = accumulators[j].result().cpu().numpy()
+    return results  # type: ignore[return-value]
 
 
 def refine_semantic(
@@ -197,31 +276,8 @@ def refine_semantic(
     device: torch.device | str = "cpu",
     name: str = "mask",
 ) -> np.ndarray:
-    """Refine one high-resolution mask (the HR / semantic path).
-
-    ``image``: (H, W, 3) uint8 RGB; ``coarse``: (H, W) binary. A coarse mask with at most
-    ``config.min_foreground`` pixels gives an empty mask, as the official code does (with a
-    warning). Returns (H, W) bool.
-    """
-    image = check_image(image)
-    height, width = image.shape[:2]
-    coarse = check_masks(coarse, (height, width), name)
-    if coarse.ndim != 2:
-        raise ValueError(f"{name}: expected an H x W mask, got shape {coarse.shape}")
-    if int(coarse.sum()) <= config.min_foreground:
-        warnings.warn(
-            f"{name}: coarse mask has {int(coarse.sum())} <= {config.min_foreground} foreground "
-            "pixels; returning an empty mask (official behaviour)",
-            stacklevel=2,
-        )
-        return np.zeros((height, width), dtype=bool)
-    image_t = normalize_image(image, device)
-    coarse_t = torch.from_numpy(coarse).to(device)
-    global_mask, fine_prob = global_step(
-        model, diffusion, image_t, coarse_t, generator, config.model_size
-    )
-    boxes = propose_patches(fine_prob.cpu().numpy(), height, width, config)
-    boxes = boxes[mixed_boxes(global_mask, boxes)]
-    if len(boxes) == 0:
-        return global_mask.cpu().numpy()
-    return refine_patches(model, diffusion, image_t, global_mask, boxes, config).cpu().numpy()
+    """Refine one high-resolution mask (the HR / semantic path); see
+    :func:`refine_semantic_group`. ``image``: (H, W, 3) uint8 RGB; ``coarse``: (H, W) binary.
+    Returns (H, W) bool."""
+    item = SemanticItem(image, coarse, generator, name)
+    return refine_semantic_group(model, diffusion, [item], config, device)[0]

@@ -93,3 +93,55 @@ def test_small_image_uses_a_smaller_patch() -> None:
     mask = blob_mask((160, 200), (100, 80), 50)
     out = Refiner.from_checkpoint("tiny", seed=0, config=FAST).refine(image, mask)
     assert out.shape == (160, 200)
+
+
+def test_group_packs_images_and_matches_one_at_a_time(photo) -> None:
+    """Patches of several images share batches (batch 3 straddles image boundaries), yet
+    every output equals refining that image alone; an empty-mask item stays empty."""
+    from segrefiner.diffusion import DiscreteDiffusion
+    from segrefiner.inference import item_generator
+    from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
+    from segrefiner.model import build_unet
+
+    torch.manual_seed(0)
+    model = build_unet("tiny").eval()
+    diffusion = DiscreteDiffusion()
+    cfg = InferenceConfig(model_size=64, patch_size=64, batch_size=3)
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 255, (48, 60, 3), dtype=np.uint8)  # smaller than a patch
+    empty = np.zeros(photo.shape[:2], bool)
+    empty[:5, :5] = True
+    inputs = [
+        (photo, blob_mask(photo.shape[:2], (200, 190), 100)),
+        (small, blob_mask((48, 60), (30, 24), 15)),
+        (photo, empty),
+        (photo[:200, :300].copy(), blob_mask((200, 300), (150, 100), 60, seed=2)),
+    ]
+
+    def items():
+        return [
+            SemanticItem(img, mask, item_generator(7, "s", k), f"item {k}")
+            for k, (img, mask) in enumerate(inputs)
+        ]
+
+    with pytest.warns(UserWarning, match="item 2"):
+        packed = refine_semantic_group(model, diffusion, items(), cfg)
+    with pytest.warns(UserWarning, match="item 2"):
+        alone = [refine_semantic_group(model, diffusion, [it], cfg)[0] for it in items()]
+    assert not packed[2].any()
+    for k, (a, b) in enumerate(zip(packed, alone, strict=True)):
+        assert a.shape == inputs[k][1].shape
+        assert np.array_equal(a, b), k
+    # the local step changed something: not just the global pass
+    assert any((a != inputs[k][1]).sum() > 0 for k, a in enumerate(packed))
+
+
+def test_group_needs_generators_for_all_or_none(photo) -> None:
+    from segrefiner.diffusion import DiscreteDiffusion
+    from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
+    from segrefiner.model import build_unet
+
+    mask = blob_mask(photo.shape[:2], (200, 190), 100)
+    items = [SemanticItem(photo, mask, torch.Generator()), SemanticItem(photo, mask, None)]
+    with pytest.raises(ValueError, match="every item"):
+        refine_semantic_group(build_unet("tiny"), DiscreteDiffusion(), items, FAST)

@@ -38,3 +38,51 @@ def test_errors_surface_at_their_item() -> None:
         for _item, value in prefetch(fn, range(5)):
             out.append(value)
     assert out == [0, 1]
+
+
+def test_write_behind_runs_in_order_off_the_caller_thread() -> None:
+    from pipelines.prefetch import WriteBehind
+
+    done: list[int] = []
+    threads = set()
+
+    def write(i: int) -> None:
+        time.sleep(0.002 * (3 - i % 3))
+        threads.add(threading.current_thread().name)
+        done.append(i)
+
+    with WriteBehind(depth=2) as behind:
+        for i in range(12):
+            behind.submit(write, i)
+            assert len(behind._pending) <= 2  # bounded
+    assert done == list(range(12))
+    assert threading.current_thread().name not in threads
+
+
+def test_write_behind_error_stops_later_jobs_and_surfaces() -> None:
+    from pipelines.prefetch import WriteBehind
+
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        if i == 3:
+            raise OSError("disk full at 3")
+        done.append(i)
+
+    behind = WriteBehind(depth=100)
+    for i in range(8):
+        behind.submit(write, i)
+    with pytest.raises(OSError, match="disk full at 3"):
+        behind.close()
+    assert done == [0, 1, 2]
+
+
+def test_write_behind_keeps_the_blocks_own_error() -> None:
+    from pipelines.prefetch import WriteBehind
+
+    done: list[int] = []
+    with pytest.raises(KeyError, match="caller"):
+        with WriteBehind() as behind:
+            behind.submit(done.append, 1)
+            raise KeyError("caller")
+    assert done == [1]  # queued work was finished, not dropped

@@ -78,3 +78,56 @@ def test_listing_errors(demo_ci: Path, tmp_path: Path) -> None:
         list_samples("thin", demo_ci)
     with pytest.raises(InputError, match="no DIS-5K"):
         list_samples("dis", tmp_path)
+
+
+def test_packing_images_does_not_change_outputs(demo_ci: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
+    assert len(records) >= 3
+    outs = {}
+    for pack in (1, 3):
+        out = tmp_path / f"pack{pack}"
+        refine_hr(records, out, dataclasses.replace(CONFIG, pack_images=pack))
+        outs[pack] = _pngs(out)
+    assert outs[1] == outs[3]
+
+
+def test_out_of_memory_splits_the_group_then_fails_alone(
+    demo_ci: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import dataclasses
+
+    import torch
+
+    import pipelines.refine_hr as stage
+
+    records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
+    config = dataclasses.replace(CONFIG, pack_images=3)
+    ref = tmp_path / "ref"
+    refine_hr(records, ref, config)
+    real = stage.refine_semantic_group
+    victim = str(records[1].coarse)
+    calls = []
+
+    def flaky(model, diffusion, items, infer, device):
+        calls.append((len(items), infer.batch_size))
+        if len(items) > 1 or any(item.name == victim for item in items):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, diffusion, items, infer, device)
+
+    monkeypatch.setattr(stage, "refine_semantic_group", flaky)
+    out = tmp_path / "out"
+    summary = refine_hr(records, out, config)
+    assert (3, 4) in calls and (3, 2) in calls and (3, 1) in calls and (1, 1) in calls
+    assert summary["failed"] == 1 and summary["ok"] == len(records) - 1
+    rows = json.loads((out / ".work" / "manifest.json").read_text())["samples"]
+    assert [r["sample_id"] for r in rows] == [r.sample_id for r in records]
+    bad = rows[1]
+    assert "out of memory at batch size 1" in bad["reason"] and bad["written"]
+    got, want = _pngs(out), _pngs(ref)
+    name = f"{records[1].split}/{records[1].name}.png"  # a DIS sample
+    assert np.array_equal(read_mask(out / name), read_mask(records[1].coarse))
+    assert {k: v for k, v in got.items() if k != name} == {
+        k: v for k, v in want.items() if k != name
+    }
