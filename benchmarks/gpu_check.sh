@@ -48,3 +48,8 @@ python3 benchmarks/refine_throughput.py --scale default --device cuda \
 echo "== 3. refine-coco and refine-big end to end (official network)"
 python3 benchmarks/refine_throughput.py --scale default --device cuda --checkpoint official \
   --bf16 --channels-last --compile 2>&1 | tee "$OUT/refine_official.txt"
+
+echo "== 4. network forward with autotuned kernels (compiles for minutes)"
+python3 benchmarks/unet_throughput.py --device cuda --presets official --batches 32 \
+  --dtypes bfloat16 --channels-last --compile --compile-mode max-autotune --min-seconds 3 2>&1 \
+  | tee "$OUT/unet_autotuned.txt"

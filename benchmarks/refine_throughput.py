@@ -30,6 +30,7 @@ from pipelines.refine_hr import list_samples, refine_hr
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
 from segrefiner.data.demo import generate_demo
+from segrefiner.io import read_mask
 from segrefiner.model import PRESETS, build_unet
 from segrefiner.refiner import Refiner
 
@@ -75,40 +76,10 @@ def baseline_coco(
     return time.perf_counter() - start, count, refined
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--demo", type=Path, default=Path("data/demo"))
-    parser.add_argument("--scale", default="default", help="demo scale to generate if missing")
-    parser.add_argument("--checkpoint", "--preset", default="tiny", dest="checkpoint")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--skip-big", action="store_true")
-    args = parser.parse_args()
-
-    generate_demo(args.demo, seed=0, scale=args.scale)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"device: {device_name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    print(f"checkpoint: {args.checkpoint}; model_size {args.model_size}; batch {args.batch_size}")
-
+def bench_coco(args: argparse.Namespace, opt: RefineConfig) -> None:
+    """refine-coco: (a) the official-style baseline against (b) the packed stage."""
     base_s, n_inst, base_masks = baseline_coco(
         args.demo, args.checkpoint, args.device, args.model_size
-    )
-    opt = RefineConfig(
-        checkpoint=args.checkpoint,
-        device=args.device,
-        seed=0,
-        batch_size=args.batch_size,
-        model_size=args.model_size,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        write_store=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "refined.json"
@@ -141,9 +112,7 @@ def main() -> None:
     print(
         f"  (a) baseline  float32, per-image batches : {n_inst / base_s:8.2f} inst/s ({base_s:.1f} s)"
     )
-    label = (
-        "+".join(k for k in ("bf16", "channels_last", "compile") if getattr(args, k)) or "float32"
-    )
+    label = label_of(args)
     print(f"  (b) optimised packed, {label:18s}: {n_inst / opt_s:8.2f} inst/s ({opt_s:.1f} s)")
     print(f"  speed-up (b)/(a): {base_s / opt_s:.2f}x")
     print(f"  mask IoU (b) vs (a): mean {np.mean(ious):.5f}, min {np.min(ious):.5f}")
@@ -153,29 +122,85 @@ def main() -> None:
             f"  MFU (b) vs 800 TFLOP/s bf16 peak: {100 * flops * n_inst / opt_s / H100_BF16_PEAK:.1f}%"
         )
 
+
+def label_of(args: argparse.Namespace) -> str:
+    return (
+        "+".join(k for k in ("bf16", "channels_last", "compile") if getattr(args, k)) or "float32"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--demo", type=Path, default=Path("data/demo"))
+    parser.add_argument("--scale", default="default", help="demo scale to generate if missing")
+    parser.add_argument("--checkpoint", "--preset", default="tiny", dest="checkpoint")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--pack-images", type=int, default=4, help="HR images per group")
+    parser.add_argument("--skip-coco", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+
+    generate_demo(args.demo, seed=0, scale=args.scale)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device: {device_name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print(f"checkpoint: {args.checkpoint}; model_size {args.model_size}; batch {args.batch_size}")
+
+    opt = RefineConfig(
+        checkpoint=args.checkpoint,
+        device=args.device,
+        seed=0,
+        batch_size=args.batch_size,
+        model_size=args.model_size,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        write_store=False,
+        pack_images=args.pack_images,
+    )
+    if not args.skip_coco:
+        bench_coco(args, opt)
+
     if not args.skip_big:
         records = list_samples("big", args.demo, folder="big/test")
-        for label, cfg in (
-            (
-                "float32",
-                RefineConfig(
-                    args.checkpoint,
-                    device=args.device,
-                    model_size=args.model_size,
-                    write_store=False,
-                ),
-            ),
-            ("optimised", opt),
-        ):
+        baseline = RefineConfig(
+            args.checkpoint,
+            device=args.device,
+            model_size=args.model_size,
+            batch_size=args.batch_size,
+            pack_images=1,
+            write_store=False,
+        )
+        masks, rates = {}, {}
+        for label, cfg in (("baseline", baseline), ("optimised", opt)):
             with tempfile.TemporaryDirectory() as tmp:
                 sync(args.device)
                 start = time.perf_counter()
                 refine_hr(records, Path(tmp) / "big", cfg)
                 sync(args.device)
                 seconds = time.perf_counter() - start
-            print(
-                f"refine-big {label:9s}: {len(records) / seconds:.3f} images/s ({seconds:.1f} s, {len(records)} images)"
-            )
+                masks[label] = [
+                    read_mask(Path(tmp) / "big" / f"{r.name}_refine.png") for r in records
+                ]
+            rates[label] = len(records) / seconds
+        ious = [
+            (a & b).sum() / max((a | b).sum(), 1)
+            for a, b in zip(masks["baseline"], masks["optimised"], strict=True)
+        ]
+        print(f"\nrefine-big ({len(records)} images)")
+        print(f"  (a) baseline  float32, one image at a time: {rates['baseline']:.3f} images/s")
+        print(
+            f"  (b) optimised {opt.pack_images} images packed, {label_of(args):13s}: "
+            f"{rates['optimised']:.3f} images/s"
+        )
+        print(f"  speed-up (b)/(a): {rates['optimised'] / rates['baseline']:.2f}x")
+        print(f"  mask IoU (b) vs (a): mean {np.mean(ious):.5f}, min {np.min(ious):.5f}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,11 @@ def main() -> None:
         "--cpu-official-max-batch", type=int, default=1, help="official on CPU is slow"
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, ...",
+    )
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -116,7 +121,7 @@ def main() -> None:
         model = model.to(device)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        runner = torch.compile(model) if args.compile else model
+        runner = torch.compile(model, mode=args.compile_mode) if args.compile else model
         for dtype_name in dtypes:
             dtype = getattr(torch, dtype_name)
             for batch in args.batches:

@@ -28,12 +28,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="network input side (default: the checkpoint's)",
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
-    p.add_argument(
-        "--pack-images",
-        type=int,
-        default=4,
-        help="HR: images whose global passes and patches share batches (default 4)",
-    )
     p.add_argument("--no-store", action="store_true", help="do not keep masks in the zarr store")
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     p.add_argument(
@@ -54,8 +48,9 @@ def _config(args: argparse.Namespace):
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda requested but CUDA is not available")
-    if args.pack_images < 1:
-        raise InputError(f"--pack-images must be at least 1, got {args.pack_images}")
+    pack_images = getattr(args, "pack_images", 4)
+    if pack_images < 1:
+        raise InputError(f"--pack-images must be at least 1, got {pack_images}")
     return RefineConfig(
         checkpoint=args.checkpoint,
         seed=args.seed,
@@ -64,7 +59,7 @@ def _config(args: argparse.Namespace):
         model_size=args.model_size,
         bf16=args.bf16,
         write_store=not args.no_store,
-        pack_images=args.pack_images,
+        pack_images=pack_images,
     )
 
 
@@ -203,6 +198,12 @@ def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     _common(p)
+    p.add_argument(
+        "--pack-images",
+        type=int,
+        default=4,
+        help="images whose global passes and patches share batches (default 4)",
+    )
     p.set_defaults(func=run_refine_dataset)
 
 

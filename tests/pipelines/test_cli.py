@@ -46,3 +46,6 @@ def test_pipeline_cli_errors(demo_ci: Path, tmp_path: Path, capsys) -> None:
     ]
     assert main([*argv, "-o", str(tmp_path / "o")]) == 2
     assert "nope.pth: checkpoint file not found" in capsys.readouterr().err
+    argv[-1] = "tiny"
+    assert main([*argv, "--pack-images", "0", "-o", str(tmp_path / "o")]) == 2
+    assert "--pack-images must be at least 1" in capsys.readouterr().err
