@@ -7,7 +7,8 @@ LocalCluster's size on this run's copy of the runner.
 
 GPU stages annotate their shard tasks with a ``GPU`` resource (:func:`gpu_annotation`): on a
 cluster whose workers were started with ``--resources GPU=1`` (one worker per GPU) each shard
-gets a GPU of its own; a LocalCluster started here advertises one GPU per worker.
+gets a GPU of its own; a LocalCluster started here has one worker per GPU, each with
+``CUDA_VISIBLE_DEVICES`` set to its card.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.params import ClusterParams
 from flows.settings import HOST
+from pipelines.cluster import local_cluster, visible_gpus
 
 __all__ = ["dask_task_runner", "gpu_annotation", "local_cluster_kwargs", "use_cluster"]
 
@@ -52,8 +54,10 @@ def dask_task_runner() -> DaskTaskRunner:
 def use_cluster(params: ClusterParams, *, gpu: bool = False, gpus_per_worker: int = 1) -> None:
     """Point this flow run's Dask runner at ``params``; call before submitting any task.
 
-    With ``gpu``, a LocalCluster's workers advertise ``gpus_per_worker`` GPUs each. Does
-    nothing when the flow runs with another task runner (e.g. swapped in a test).
+    With ``gpu`` and one GPU per worker, the LocalCluster is one worker process per visible GPU
+    (at most ``n_workers``), each seeing only its own card; with more GPUs per worker (training)
+    its workers advertise ``gpus_per_worker`` GPUs each. Does nothing when the flow runs with
+    another task runner (e.g. swapped in a test).
     """
     context = FlowRunContext.get()
     runner = context.task_runner if context else None
@@ -66,8 +70,15 @@ def use_cluster(params: ClusterParams, *, gpu: bool = False, gpus_per_worker: in
         runner.cluster_kwargs = {}
     else:
         runner.address = None
-        gpus = gpus_per_worker if gpu else 0
-        runner.cluster_kwargs = local_cluster_kwargs(params, gpus_per_worker=gpus)
+        runner.cluster_class = None
+        runner.resolved_cluster_class = None
+        gpus = visible_gpus()[: params.n_workers] if gpu and params.processes else []
+        if gpus and gpus_per_worker == 1:  # one worker per GPU, each seeing only its own
+            runner.cluster_class = local_cluster
+            runner.cluster_kwargs = {**local_cluster_kwargs(params), "gpus": gpus}
+        else:
+            per_worker = gpus_per_worker if gpu else 0
+            runner.cluster_kwargs = local_cluster_kwargs(params, gpus_per_worker=per_worker)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,92 @@
-"""A Dask client for stage drivers: an existing scheduler, or a small LocalCluster on 127.0.0.1."""
+"""Dask clusters for stage drivers: an existing scheduler, a small LocalCluster on 127.0.0.1, or
+on a multi-GPU machine one worker process per GPU, each seeing only its own GPU."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster
 
-__all__ = ["dask_client"]
+from segrefiner.errors import InputError
+
+__all__ = ["dask_client", "local_cluster", "visible_gpus"]
+
+HOST = "127.0.0.1"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs):
+    that variable's list when it is set, else every device CUDA reports (none without CUDA)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        entries = [e.strip() for e in env.split(",") if e.strip()]
+        # CUDA stops at the first invalid entry; "-1" is the usual way to hide every GPU
+        return entries[: entries.index("-1")] if "-1" in entries else entries
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def local_cluster(
+    *,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    processes: bool = True,
+    gpus: Sequence[str] | None = None,
+    host: str = HOST,
+    dashboard_address: str | None = None,
+    scheduler_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> LocalCluster | SpecCluster:
+    """A cluster on this machine, listening on ``host`` (loopback) only.
+
+    Without ``gpus``: a LocalCluster of ``n_workers`` x ``threads_per_worker`` (``kwargs``
+    pass through, e.g. ``resources``). With ``gpus`` (``CUDA_VISIBLE_DEVICES`` entries, see
+    :func:`visible_gpus`): one worker process per GPU, its ``CUDA_VISIBLE_DEVICES`` set to that
+    GPU alone (so ``cuda`` means its own card) and advertising ``GPU=1``; ``n_workers`` is
+    ignored and ``kwargs`` must be empty.
+    """
+    scheduler_kwargs = dict(scheduler_kwargs or {})
+    if not gpus:
+        extra = {"host": host} if processes else {}  # threads talk in-process and take no host
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            dashboard_address=dashboard_address,
+            scheduler_kwargs=scheduler_kwargs or None,
+            **extra,
+            **kwargs,
+        )
+    if not processes:
+        raise InputError("one worker per GPU needs worker processes, not threads")
+    unknown = set(kwargs) - {"resources"}
+    if unknown:
+        raise TypeError(f"local_cluster(gpus=...) does not take {sorted(unknown)}")
+    # The scheduler's HTTP endpoint (health, metrics) runs even without a dashboard: keep it
+    # on loopback and off the conventional port 8787.
+    scheduler_kwargs.setdefault("dashboard_address", f"{host}:0")
+    scheduler = {
+        "cls": Scheduler,
+        "options": {"host": host, "dashboard": dashboard_address is not None, **scheduler_kwargs},
+    }
+    workers = {
+        f"gpu-{gpu}": {
+            "cls": Nanny,
+            "options": {
+                "nthreads": threads_per_worker,
+                "host": host,
+                "env": {"CUDA_VISIBLE_DEVICES": str(gpu)},
+                "resources": {"GPU": 1},
+                "dashboard": False,
+            },
+        }
+        for gpu in gpus
+    }
+    return SpecCluster(workers=workers, scheduler=scheduler, name="segrefiner-gpus")
 
 
 @contextlib.contextmanager
@@ -17,26 +96,25 @@ def dask_client(
     n_workers: int = 2,
     threads_per_worker: int = 1,
     processes: bool = True,
+    gpus: Sequence[str] | None = None,
 ) -> Iterator[Client]:
-    """Yield a client of the scheduler at ``address``, or of a LocalCluster started here.
+    """Yield a client of the scheduler at ``address``, or of a cluster started here.
 
-    The LocalCluster (``n_workers`` x ``threads_per_worker``; ``processes=False`` runs the
-    workers as threads of this process, the cheap choice for tests) binds to 127.0.0.1, has no
-    dashboard, and is closed on exit. A given ``address`` is only connected to, never closed.
+    The local cluster (see :func:`local_cluster`: ``n_workers`` x ``threads_per_worker``, or
+    one worker per entry of ``gpus``; ``processes=False`` runs the workers as threads of this
+    process, the cheap choice for tests) binds to 127.0.0.1, has no dashboard, and is closed on
+    exit. A given ``address`` is only connected to, never closed.
     """
     if address is not None:
         with Client(address) as client:
             yield client
         return
-    # Threads talk in-process ("inproc://"), which takes no host; processes listen on TCP.
-    host = {"host": "127.0.0.1"} if processes else {}
     with (
-        LocalCluster(
+        local_cluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             processes=processes,
-            dashboard_address=None,
-            **host,
+            gpus=gpus,
         ) as cluster,
         Client(cluster) as client,
     ):

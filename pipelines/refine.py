@@ -3,6 +3,7 @@ directory's store (created once, resumed when the inputs and settings are the sa
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pipelines.stores import MaskStore
 from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig
+
+log = logging.getLogger(__name__)
 
 KIND = "refined"  # the mask kind refined outputs are stored under
 
@@ -130,12 +133,18 @@ def run_refine_shards(
     dask_threads: bool,
     progress: Any,
 ) -> None:
-    """Run a refinement stage's shards (in this process, or on Dask with a ``GPU=1`` resource
-    per shard when a scheduler is given and the device is CUDA); raise
+    """Run a refinement stage's shards: in this process, or on Dask. With a CUDA device every
+    shard asks for a ``GPU=1`` resource; a LocalCluster then has one worker per GPU (at most
+    ``n_workers``), each seeing only its own. Raise
     :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept)."""
     from pipelines.sharding import ShardsFailedError, run_shards
 
-    resources = {"GPU": 1} if dask_address and config.device.startswith("cuda") else None
+    resources, gpus = None, None
+    if config.device.startswith("cuda") and (dask_address or n_workers):
+        resources = {"GPU": 1}
+        if not dask_address:
+            gpus = local_gpus(n_workers)
+            n_workers = len(gpus)
     _, failures = run_shards(
         fn,
         shards,
@@ -146,6 +155,19 @@ def run_refine_shards(
         resources=resources,
         retries=1,
         progress=progress,
+        gpus=gpus,
     )
     if failures:
         raise ShardsFailedError(failures)
+
+
+def local_gpus(n_workers: int) -> list[str]:
+    """The GPUs a local CUDA run spreads its workers over: the first ``n_workers`` visible."""
+    from pipelines.cluster import visible_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        raise InputError("device cuda asked for, but no GPU is visible (CUDA_VISIBLE_DEVICES)")
+    if n_workers > len(gpus):
+        log.warning("%d workers asked for on %d GPUs: one worker per GPU", n_workers, len(gpus))
+    return gpus[:n_workers]

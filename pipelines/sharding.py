@@ -70,14 +70,16 @@ def run_shards(
     resources: dict[str, float] | None = None,
     retries: int = 0,
     progress: ProgressFn | None = None,
+    gpus: Sequence[str] | None = None,
 ) -> tuple[list[Any], dict[int, str]]:
     """Run ``fn(*args, shard)`` for every shard; return ``(results, failures)``.
 
     ``n_workers=0`` and no ``dask_address``: in this process, one shard after another (no Dask;
     the cheap path for one CPU or GPU). Otherwise on the scheduler at ``dask_address`` or a
     LocalCluster of ``n_workers`` x ``threads_per_worker`` on 127.0.0.1. ``resources`` (e.g.
-    ``{"GPU": 1}``) pins each shard to workers that advertise them; ``retries`` re-submits a
-    shard that raised. ``progress(shard, result, error)`` is called as each shard ends.
+    ``{"GPU": 1}``) pins each shard to workers that advertise them; ``gpus`` makes the
+    LocalCluster one worker per GPU, each seeing only its own (see
+    :func:`pipelines.cluster.local_cluster`); ``retries`` re-submits a shard that raised. ``progress(shard, result, error)`` is called as each shard ends.
     """
     results: list[Any] = []
     failures: dict[int, str] = {}
@@ -117,6 +119,7 @@ def run_shards(
         n_workers=max(n_workers, 1),
         threads_per_worker=threads_per_worker,
         processes=processes,
+        gpus=gpus,
     ) as client:
         futures = {
             client.submit(

@@ -1,0 +1,74 @@
+"""One worker per GPU: each worker process sees only its card. Checked through the environment
+the workers get (no GPU is needed for that)."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from pipelines.cluster import local_cluster, visible_gpus
+from pipelines.refine import local_gpus
+from pipelines.sharding import plan_shards, run_shards
+from segrefiner.errors import InputError
+
+
+def _visible(tag: str, shard) -> tuple[int, str | None, str]:
+    import time
+
+    time.sleep(0.2)  # long enough that both workers take shards
+    return shard.index, os.environ.get("CUDA_VISIBLE_DEVICES"), tag
+
+
+def test_visible_gpus_follows_cuda_visible_devices(monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,1")
+    assert visible_gpus() == ["0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+def test_local_gpus_caps_workers_and_needs_a_gpu(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    assert local_gpus(1) == ["5"]
+    assert local_gpus(4) == ["5", "7"]
+    assert "4 workers asked for on 2 GPUs" in caplog.text
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(InputError, match="no GPU is visible"):
+        local_gpus(2)
+
+
+def test_shards_spread_over_one_worker_per_gpu() -> None:
+    shards = plan_shards(6, 6)
+    results, failures = run_shards(
+        _visible, shards, ("x",), n_workers=1, gpus=["3", "5"], resources={"GPU": 1}
+    )
+    assert not failures
+    assert sorted(r[0] for r in results) == list(range(6))
+    assert {r[1] for r in results} == {"3", "5"}  # each worker saw its own GPU only
+
+
+def test_gpu_workers_must_be_processes() -> None:
+    with pytest.raises(InputError, match="worker processes"):
+        local_cluster(gpus=["0"], processes=False)
+
+
+def test_flow_runner_gets_one_worker_per_gpu(monkeypatch) -> None:
+    from prefect_dask import DaskTaskRunner
+
+    import flows.cluster as fc
+    from flows.params import ClusterParams
+
+    runner = DaskTaskRunner()
+    monkeypatch.setattr(
+        fc, "FlowRunContext", SimpleNamespace(get=lambda: SimpleNamespace(task_runner=runner))
+    )
+    monkeypatch.setattr(fc, "visible_gpus", lambda: ["0", "1", "2"])
+    fc.use_cluster(ClusterParams(n_workers=2), gpu=True)
+    assert runner.cluster_class is local_cluster and runner.cluster_kwargs["gpus"] == ["0", "1"]
+    fc.use_cluster(ClusterParams(n_workers=1), gpu=True, gpus_per_worker=2)  # training
+    assert runner.cluster_class is None and runner.cluster_kwargs["resources"] == {"GPU": 2}
+    fc.use_cluster(ClusterParams(n_workers=2), gpu=False)
+    assert runner.cluster_class is None and "resources" not in runner.cluster_kwargs
