@@ -7,8 +7,8 @@ atomically). Work directory (``<out_dir>/.work`` unless given)::
 
     refined.zarr/          MaskStore (layout "refined-hr"): per sample id the refined (H, W) mask
     inputs/<shard>.json    the shard's samples (id, image, coarse, output name)
-    parts/<shard>.json     per-sample rows (status, reason, seconds, patches), written before
-                           the shard's completion record
+    parts/<shard>.json     per-sample rows (status, reason, written, seconds: the packed
+                           group's time shared out), written before the completion record
     manifest.json          every sample's row and the totals (written by finalize)
 
 Memory stays bounded on any image size: ``pack_images`` images are in flight at a time and the
