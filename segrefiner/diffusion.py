@@ -125,6 +125,27 @@ def uniform_noise(
     return noise.to(device=device, dtype=dtype)
 
 
+def noise_for_steps(
+    shape: torch.Size | tuple[int, ...],
+    num_steps: int,
+    generators: Sequence[torch.Generator],
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The noise of ``num_steps`` successive :func:`uniform_noise` calls, drawn at once:
+    float32 (num_steps, B, ...), step ``s`` of item ``i`` from ``generators[i]``.
+
+    Each generator yields the same numbers as in step-by-step drawing (a CPU generator fills
+    a tensor in order), so results do not change; on CUDA the noise goes over in one
+    asynchronous copy from pinned memory, so the loop never waits for the GPU between steps.
+    """
+    if len(generators) != shape[0]:
+        raise ValueError(f"{len(generators)} generators for a batch of {shape[0]}")
+    noise = torch.stack([torch.rand((num_steps, *shape[1:]), generator=g) for g in generators], 1)
+    if torch.device(device).type == "cuda":
+        return noise.pin_memory().to(device, non_blocking=True)
+    return noise.to(device)
+
+
 @torch.no_grad()
 def sample_loop(
     model: Denoiser,
@@ -149,11 +170,19 @@ def sample_loop(
     x = coarse
     acc = torch.zeros_like(coarse, dtype=torch.float32) if fine_prob is None else fine_prob.float()
     batch = image.shape[0]
+    noisy = len(steps) - 1  # the last step commits nothing and draws no noise
+    drawn = None
+    if generators is not None and noisy:
+        drawn = noise_for_steps(x.shape, noisy, generators, image.device)
     for i, t in enumerate(steps):
         t_batch = torch.full((batch,), int(t), dtype=torch.long, device=image.device)
         logits = model(torch.cat([image, x], dim=1), t_batch)
-        last = i == len(steps) - 1
-        noise = None if last else uniform_noise(x.shape, generators, image.device)
+        if i == noisy:
+            noise = None
+        elif drawn is not None:
+            noise = drawn[i]
+        else:
+            noise = uniform_noise(x.shape, None, image.device)
         x, acc = diffusion.reverse_step(logits, int(t), coarse, acc, noise)
     return x, acc
 

@@ -84,3 +84,36 @@ def test_sample_loop_with_a_known_model() -> None:
     assert seen_t == [5, 4, 3, 2, 1, 0]
     assert torch.equal(prob >= 0.5, target.bool())
     assert torch.allclose(acc, torch.ones_like(acc))
+
+
+def test_noise_drawn_up_front_equals_step_by_step_noise() -> None:
+    """sample_loop draws every step's noise at once; each item's numbers, and so the masks,
+    must be those of drawing step by step from its generator."""
+    from segrefiner.diffusion import noise_for_steps, uniform_noise
+
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in (3, 4, 5)]
+
+    shape = (3, 1, 37, 29)
+    step_by_step = gens()
+    expected = torch.stack([uniform_noise(shape, step_by_step, "cpu") for _ in range(5)])
+    assert torch.equal(noise_for_steps(shape, 5, gens(), "cpu"), expected)
+
+    # the whole loop against a reference loop that draws per step
+    diffusion = DiscreteDiffusion()
+    torch.manual_seed(0)
+    weight = torch.randn(4)
+
+    def model(x, t):
+        return (x * weight.view(1, 4, 1, 1)).sum(1, keepdim=True) + 0.1 * t.view(-1, 1, 1, 1)
+
+    image = torch.randn(3, 3, 37, 29)
+    coarse = (torch.rand(3, 1, 37, 29) > 0.5).float()
+    got, got_acc = sample_loop(model, diffusion, image, coarse, diffusion.inference_steps, gens())
+    x, acc, ref_gens = coarse, torch.zeros_like(coarse), gens()
+    for i, t in enumerate(diffusion.inference_steps):
+        logits = model(torch.cat([image, x], 1), torch.full((3,), t))
+        last = i == len(diffusion.inference_steps) - 1
+        noise = None if last else uniform_noise(x.shape, ref_gens, "cpu")
+        x, acc = diffusion.reverse_step(logits, t, coarse, acc, noise)
+    assert torch.equal(got, x) and torch.equal(got_acc, acc)
