@@ -13,7 +13,7 @@ import torch
 
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.stores import MaskStore
-from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion
+from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion, PaddedBatches
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig
 
@@ -48,8 +48,8 @@ def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, Infer
     denoiser = model
     if config.channels_last:
         denoiser = denoiser.to(memory_format=torch.channels_last)
-    if config.compile:
-        denoiser = _compiled(denoiser)
+    if config.compile:  # a few batch shapes only: no recompilation for each tail batch
+        denoiser = PaddedBatches(_compiled(denoiser), (config.pack_images, infer.batch_size))
     if config.bf16:
         denoiser = AutocastDenoiser(denoiser, torch.device(config.device).type, torch.bfloat16)
     return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer

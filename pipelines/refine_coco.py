@@ -15,6 +15,11 @@ The output JSON has every accepted detection of the input, in input order, with 
 ``image_id``, ``category_id``, ``bbox`` and ``score`` and a refined ``segmentation`` (RLE).
 Instances under ``area_thr`` pixels pass through unrefined; so do all detections of an image
 that cannot be read (the manifest says why). Images without detections get none.
+
+Within a shard, images are decoded and cropped ahead on reader threads, their crops run in full
+network batches across image boundaries (:class:`pipelines.packing.CropQueue`), and pasting,
+RLE encoding and store writes run behind on a writer thread
+(:class:`pipelines.prefetch.WriteBehind`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 import torch
 
 from pipelines.models import file_sha256
+from pipelines.packing import CropQueue
 from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
@@ -44,14 +50,12 @@ from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
-from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
-from segrefiner.inference import InferenceConfig, item_generator
+from segrefiner.inference import item_generator
 from segrefiner.inference.instance import (
     PreparedInstances,
     finish_instances,
     prepare_instances,
-    refine_crops,
 )
 from segrefiner.io import read_image, read_json, write_json
 
@@ -184,56 +188,6 @@ class _Emitter:
         self.emit(image, finish_instances(prepared, probs), refined, "ok", None)
 
 
-def _run_packed(
-    denoiser: Any,
-    diffusion: DiscreteDiffusion,
-    pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]],
-    infer: InferenceConfig,
-    emitter: _Emitter,
-    behind: WriteBehind,
-    device: str,
-) -> None:
-    """Refine the crops of several images in shared full batches; pasting, RLE encoding and
-    store writes go to ``behind`` so they overlap the next batches.
-
-    A CUDA out-of-memory error halves the batch and retries; at batch 1 the images fail and
-    pass through unrefined.
-    """
-    if not pending:
-        return
-    crops = torch.cat([p.crops for _, p, _ in pending])
-    coarse = torch.cat([p.coarse for _, p, _ in pending])
-    gens = [g for _, _, gs in pending for g in gs]
-    batch = infer.batch_size
-    probs = None
-    while probs is None:
-        try:
-            # re-derive generators for a retry so the noise is the same as in a clean run
-            fresh = [torch.Generator().set_state(g.get_state()) for g in gens]
-            probs = refine_crops(denoiser, diffusion, crops, coarse, fresh, batch)
-        except torch.OutOfMemoryError:
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            if batch == 1:
-                for image, prepared, _ in pending:
-                    behind.submit(
-                        emitter.emit,
-                        image,
-                        prepared.masks,
-                        np.zeros(len(prepared.masks), bool),
-                        "failed",
-                        "out of memory at batch size 1",
-                    )
-                return
-            batch = max(1, batch // 2)
-            log.warning("out of memory; retrying with batch size %d", batch)
-    start = 0
-    for image, prepared, _ in pending:
-        part = probs[start : start + prepared.num_crops]
-        start += prepared.num_crops
-        behind.submit(emitter.emit_refined, image, prepared, part)
-
-
 def run_refine_coco_shard(
     work_dir: str | os.PathLike, config: RefineConfig, shard: Shard
 ) -> dict[str, Any]:
@@ -247,8 +201,6 @@ def run_refine_coco_shard(
     payload = read_json(work / "inputs" / f"{shard.name}.json")
     denoiser, diffusion, infer = inference_setup(config)
     emitter = _Emitter(store if config.write_store else None)
-    pending: list[tuple[dict, PreparedInstances, list[torch.Generator]]] = []
-    queued = 0
 
     def load(image: dict) -> tuple[np.ndarray, PreparedInstances | None, str | None]:
         # Runs on a reader thread: decoding and cropping overlap the network's work.
@@ -268,25 +220,34 @@ def run_refine_coco_shard(
         except InputError as exc:
             return coarse, None, str(exc)
 
+    def unrefined(image: dict, masks: np.ndarray, reason: str) -> None:
+        log.warning("image id %s: passed through unrefined: %s", image["image_id"], reason)
+        behind.submit(emitter.emit, image, masks, np.zeros(len(masks), bool), "failed", reason)
+
     with WriteBehind(depth=4) as behind:
+        # crops of consecutive images share full batches; pasting, RLE and store writes run
+        # behind on the writer thread while the next batches are computed
+        queue = CropQueue(
+            denoiser,
+            diffusion,
+            infer.batch_size,
+            on_done=lambda image, prepared, probs: behind.submit(
+                emitter.emit_refined, image, prepared, probs
+            ),
+            on_failed=lambda image, prepared, reason: unrefined(image, prepared.masks, reason),
+            device=config.device,
+        )
         for image, (coarse, prepared, error) in prefetch(load, payload["images"], depth=4):
-            dets = image["detections"]
             if prepared is None:
-                log.warning("image id %s: passed through unrefined: %s", image["image_id"], error)
-                behind.submit(
-                    emitter.emit, image, coarse, np.zeros(len(dets), bool), "failed", error
-                )
+                unrefined(image, coarse, error)
                 continue
+            dets = image["detections"]
             gens = [
                 item_generator(config.seed, "coco", image["image_id"], dets[i]["index"])
                 for i in prepared.todo
             ]
-            pending.append((image, prepared, gens))
-            queued += prepared.num_crops
-            if queued >= infer.batch_size:
-                _run_packed(denoiser, diffusion, pending, infer, emitter, behind, config.device)
-                pending, queued = [], 0
-        _run_packed(denoiser, diffusion, pending, infer, emitter, behind, config.device)
+            queue.add(image, prepared, gens)
+        queue.flush()
     write_json(
         work / "parts" / f"{shard.name}.json", {"entries": emitter.entries, "rows": emitter.rows}
     )

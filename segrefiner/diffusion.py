@@ -201,3 +201,27 @@ class AutocastDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=self.dtype):
             return self.model(x, t)
+
+
+class PaddedBatches:
+    """Pads every batch with zero items up to the smallest of a few fixed ``sizes`` and drops
+    their outputs, so a compiled network (``torch.compile``, CUDA graphs) sees a handful of
+    shapes instead of recompiling for each odd tail batch. Items do not interact in the
+    network, so the real items' outputs are unchanged. A batch larger than every size runs
+    as it is.
+    """
+
+    def __init__(self, model: Denoiser, sizes: Sequence[int]):
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"batch sizes must be positive, got {list(sizes)}")
+        self.model = model
+        self.sizes = sorted(set(sizes))
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        target = next((s for s in self.sizes if s >= n), n)
+        if target == n:
+            return self.model(x, t)
+        x = torch.cat([x, x.new_zeros((target - n, *x.shape[1:]))])
+        t = torch.cat([t, t.new_zeros(target - n)])
+        return self.model(x, t)[:n]

@@ -117,3 +117,22 @@ def test_noise_drawn_up_front_equals_step_by_step_noise() -> None:
         noise = None if last else uniform_noise(x.shape, ref_gens, "cpu")
         x, acc = diffusion.reverse_step(logits, t, coarse, acc, noise)
     assert torch.equal(got, x) and torch.equal(got_acc, acc)
+
+
+def test_padded_batches_show_few_shapes_and_keep_outputs() -> None:
+    from segrefiner.diffusion import PaddedBatches
+
+    seen = []
+
+    def model(x, t):
+        seen.append(x.shape[0])
+        return x[:, :1] * 2 + t.view(-1, 1, 1, 1)
+
+    padded = PaddedBatches(model, (4, 8))
+    for n in (1, 3, 4, 5, 8, 11):
+        x, t = torch.randn(n, 4, 6, 6), torch.randint(0, 6, (n,))
+        out = padded(x, t)
+        assert out.shape == (n, 1, 6, 6) and torch.equal(out, x[:, :1] * 2 + t.view(-1, 1, 1, 1))
+    assert seen == [4, 4, 4, 8, 8, 11]
+    with pytest.raises(ValueError, match="positive"):
+        PaddedBatches(model, (0, 4))

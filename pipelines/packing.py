@@ -1,0 +1,142 @@
+"""Full network batches across image boundaries for the instance (LR) path.
+
+:class:`CropQueue` takes the prepared crops of one image after another and runs them through
+the reverse process in batches of exactly ``batch_size`` (only the very last batch of a shard
+may be smaller): a batch can hold the end of one image and the start of the next, and an image
+is handed back once all its crops are refined, in the order images came in. Every crop keeps
+its own generator, so an image's result does not depend on how its crops were batched.
+
+A CUDA out-of-memory error halves the batch size for the rest of the queue and retries the same
+crops with the same noise; a crop that does not fit even alone fails its image, whose other
+crops are then skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from segrefiner.diffusion import DiscreteDiffusion
+from segrefiner.inference.instance import PreparedInstances, refine_crops
+
+log = logging.getLogger(__name__)
+
+DoneFn = Callable[[Any, PreparedInstances, torch.Tensor], None]
+FailedFn = Callable[[Any, PreparedInstances, str], None]
+
+
+@dataclass
+class _Job:
+    key: Any
+    prepared: PreparedInstances
+    generators: list[torch.Generator]
+    parts: list[torch.Tensor] = field(default_factory=list)
+    taken: int = 0  # crops already run (or skipped after a failure)
+    failed: str | None = None
+
+    @property
+    def left(self) -> int:
+        return self.prepared.num_crops - self.taken
+
+
+class CropQueue:
+    """Runs queued crops in full batches; see the module docs.
+
+    ``on_done(key, prepared, probs)`` gets an image's (K, 1, S, S) probabilities;
+    ``on_failed(key, prepared, reason)`` an image none of whose masks could be refined.
+    Callbacks run on the caller's thread, in the order images were added.
+    """
+
+    def __init__(
+        self,
+        denoiser: Any,
+        diffusion: DiscreteDiffusion,
+        batch_size: int,
+        on_done: DoneFn,
+        on_failed: FailedFn,
+        device: str = "cpu",
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        self.denoiser = denoiser
+        self.diffusion = diffusion
+        self.batch_size = batch_size
+        self.on_done = on_done
+        self.on_failed = on_failed
+        self.device = device
+        self._jobs: deque[_Job] = deque()
+        self._queued = 0  # crops not yet run
+
+    def add(self, key: Any, prepared: PreparedInstances, generators: list[torch.Generator]) -> None:
+        """Queue one image's crops (``generators``: one per crop); runs every batch that is
+        full."""
+        if len(generators) != prepared.num_crops:
+            raise ValueError(f"{len(generators)} generators for {prepared.num_crops} crops")
+        self._jobs.append(_Job(key, prepared, list(generators)))
+        self._queued += prepared.num_crops
+        while self._queued >= self.batch_size:
+            self._run(self.batch_size)
+        self._hand_back()
+
+    def flush(self) -> None:
+        """Run what is left (one last, smaller batch) and hand every image back."""
+        while self._queued:
+            self._run(min(self.batch_size, self._queued))
+        self._hand_back()
+
+    # ----------------------------------------------------------------------------- internals
+
+    def _take(self, n: int) -> list[tuple[_Job, int, int]]:
+        """The next ``n`` crops as (job, start, stop) runs, in queue order."""
+        runs, need = [], n
+        for job in self._jobs:
+            if need == 0:
+                break
+            k = min(job.left, need)
+            if k:
+                runs.append((job, job.taken, job.taken + k))
+                need -= k
+        return runs
+
+    def _run(self, n: int) -> None:
+        runs = self._take(n)
+        crops = torch.cat([job.prepared.crops[a:b] for job, a, b in runs])
+        coarse = torch.cat([job.prepared.coarse[a:b] for job, a, b in runs])
+        gens = [g for job, a, b in runs for g in job.generators[a:b]]
+        try:
+            # copies of the generators, so a retry draws the same noise as a clean run
+            fresh = [torch.Generator().set_state(g.get_state()) for g in gens]
+            probs = refine_crops(self.denoiser, self.diffusion, crops, coarse, fresh, len(gens))
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if n > 1:
+                self.batch_size = max(1, n // 2)
+                log.warning("out of memory; batch size now %d", self.batch_size)
+                return  # the caller's loop retries these crops at the smaller size
+            (job, _, _) = runs[0]
+            job.failed = "out of memory at batch size 1"
+            self._queued -= job.left
+            job.taken = job.prepared.num_crops
+            job.parts.clear()
+            return
+        start = 0
+        for job, a, b in runs:
+            job.parts.append(probs[start : start + b - a])
+            start += b - a
+            job.taken = b
+        self._queued -= n
+
+    def _hand_back(self) -> None:
+        while self._jobs and self._jobs[0].left == 0:
+            job = self._jobs.popleft()
+            if job.failed is not None:
+                self.on_failed(job.key, job.prepared, job.failed)
+                continue
+            probs = torch.cat(job.parts) if job.parts else job.prepared.coarse  # (0, 1, S, S)
+            self.on_done(job.key, job.prepared, probs)
