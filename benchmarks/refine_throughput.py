@@ -28,6 +28,7 @@ from pipelines.refine import RefineConfig
 from pipelines.refine_coco import refine_coco
 from pipelines.refine_hr import list_samples, refine_hr
 from segrefiner import rle
+from segrefiner.checkpoint import load_checkpoint
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
 from segrefiner.data.demo import generate_demo
 from segrefiner.io import read_mask
@@ -37,8 +38,12 @@ from segrefiner.refiner import Refiner
 H100_BF16_PEAK = 800e12  # dense bf16 FLOP/s used by the project's targets
 
 
-def forward_flops(preset: str, size: int) -> float:
-    model = build_unet(preset)
+def forward_flops(checkpoint: str, size: int) -> float:
+    """FLOPs of one forward pass at ``size`` x ``size`` of a preset's or checkpoint's network."""
+    if checkpoint in PRESETS:
+        model = build_unet(checkpoint)
+    else:
+        model, _ = load_checkpoint(checkpoint)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 4, size, size), torch.zeros(1, dtype=torch.long))
     return float(counter.get_total_flops())
@@ -116,7 +121,7 @@ def bench_coco(args: argparse.Namespace, opt: RefineConfig) -> None:
     print(f"  (b) optimised packed, {label:18s}: {n_inst / opt_s:8.2f} inst/s ({opt_s:.1f} s)")
     print(f"  speed-up (b)/(a): {base_s / opt_s:.2f}x")
     print(f"  mask IoU (b) vs (a): mean {np.mean(ious):.5f}, min {np.min(ious):.5f}")
-    if args.device.startswith("cuda") and args.checkpoint in PRESETS:
+    if args.device.startswith("cuda"):
         flops = 6 * forward_flops(args.checkpoint, args.model_size)
         print(
             f"  MFU (b) vs 800 TFLOP/s bf16 peak: {100 * flops * n_inst / opt_s / H100_BF16_PEAK:.1f}%"
