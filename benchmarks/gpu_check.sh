@@ -7,7 +7,7 @@
 #                                          # what such an image usually lacks, into .whl/
 #   bash benchmarks/gpu_check.sh           # on the GPU machine (installs .whl/ to /tmp/site)
 #
-# Prints, with the card's name: (1) the network's forward throughput and MFU in float32,
+# Prints, with the card's name: (0) the CUDA tests; (1) the network's forward throughput and MFU in float32,
 # bfloat16 and bfloat16 + channels_last + torch.compile; (2) the bfloat16 accuracy check on
 # the demo set with the demo checkpoint (mean / min mask IoU to float32; the target is a
 # mean >= 0.999); (3) refine-coco end to end with the official network, the faithful baseline
@@ -33,6 +33,9 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+
+echo "== 0. CUDA tests (tests/gpu: CPU vs CUDA, packed HR groups, bf16 and compiled paths)"
+python3 -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$OUT/tests_gpu.txt"
 
 echo "== 1. network forward (official, batch 32)"
 python3 benchmarks/unet_throughput.py --device cuda --presets official --batches 32 \
