@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-mode", default=None, help="e.g. reduce-overhead, max-autotune")
     parser.add_argument("--pack-images", type=int, default=4, help="HR images per group")
     parser.add_argument("--skip-coco", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
@@ -166,6 +167,7 @@ def main() -> None:
         bf16=args.bf16,
         channels_last=args.channels_last,
         compile=args.compile,
+        compile_mode=args.compile_mode,
         write_store=False,
         pack_images=args.pack_images,
     )

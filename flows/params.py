@@ -65,6 +65,11 @@ class RefineParams(_Params):
     batch_size: int | None = Field(None, ge=1, description="network batch; default: checkpoint's")
     model_size: int | None = Field(None, ge=8, description="network input side; default: ckpt's")
     bf16: bool = False
+    channels_last: bool = Field(False, description="NHWC convolutions (tensor cores)")
+    compile: bool = Field(False, description="torch.compile the network")
+    compile_mode: (
+        Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None
+    ) = None
     write_store: bool = Field(True, description="also keep refined masks in the zarr store")
     pack_images: int = Field(4, ge=1, description="HR: images whose patches share batches")
 
@@ -77,6 +82,9 @@ class RefineParams(_Params):
             batch_size=self.batch_size,
             model_size=self.model_size,
             bf16=self.bf16,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            compile_mode=self.compile_mode,
             write_store=self.write_store,
             pack_images=self.pack_images,
         )

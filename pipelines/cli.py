@@ -28,6 +28,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="network input side (default: the checkpoint's)",
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--channels-last", action="store_true", help="NHWC convolutions (tensor cores)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="torch.compile the network; MODE: default, reduce-overhead (CUDA graphs), "
+        "max-autotune, max-autotune-no-cudagraphs",
+    )
     p.add_argument("--no-store", action="store_true", help="do not keep masks in the zarr store")
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     p.add_argument(
@@ -48,6 +58,10 @@ def _config(args: argparse.Namespace):
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda requested but CUDA is not available")
+    from pipelines.refine import COMPILE_MODES
+
+    if args.compile is not None and args.compile not in COMPILE_MODES:
+        raise InputError(f"--compile {args.compile}: unknown mode; one of {list(COMPILE_MODES)}")
     pack_images = getattr(args, "pack_images", 4)
     if pack_images < 1:
         raise InputError(f"--pack-images must be at least 1, got {pack_images}")
@@ -58,6 +72,9 @@ def _config(args: argparse.Namespace):
         batch_size=args.batch_size,
         model_size=args.model_size,
         bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile is not None,
+        compile_mode=args.compile,
         write_store=not args.no_store,
         pack_images=pack_images,
     )

@@ -34,6 +34,7 @@ class RefineConfig:
     bf16: bool = False  # bfloat16 autocast (meant for CUDA; CPU autocast works too, slowly)
     channels_last: bool = False  # NHWC memory format (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the network (first batches pay the compilation)
+    compile_mode: str | None = None  # torch.compile mode, one of COMPILE_MODES (None: default)
     write_store: bool = True  # also keep the refined masks in the zarr store
     pack_images: int = 4  # HR: images whose global passes and patches share batches
 
@@ -49,20 +50,28 @@ def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, Infer
     if config.channels_last:
         denoiser = denoiser.to(memory_format=torch.channels_last)
     if config.compile:  # a few batch shapes only: no recompilation for each tail batch
-        denoiser = PaddedBatches(_compiled(denoiser), (config.pack_images, infer.batch_size))
+        compiled = _compiled(denoiser, config.compile_mode)
+        denoiser = PaddedBatches(compiled, (config.pack_images, infer.batch_size))
     if config.bf16:
         denoiser = AutocastDenoiser(denoiser, torch.device(config.device).type, torch.bfloat16)
     return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
 
 
-_COMPILED: dict[int, Any] = {}
+_COMPILED: dict[tuple[int, str | None], Any] = {}
+# torch.compile's modes; "reduce-overhead" replays CUDA graphs (the padded batches keep their
+# shapes fixed), "max-autotune" also benchmarks kernel choices while compiling.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def _compiled(model: torch.nn.Module) -> Any:
-    # One compiled wrapper per cached model, so later shards on the worker reuse its kernels.
-    if id(model) not in _COMPILED:
-        _COMPILED[id(model)] = torch.compile(model, dynamic=False)
-    return _COMPILED[id(model)]
+def _compiled(model: torch.nn.Module, mode: str | None = None) -> Any:
+    # One compiled wrapper per cached model and mode, so later shards on the worker reuse its
+    # kernels.
+    if mode is not None and mode not in COMPILE_MODES:
+        raise InputError(f"unknown compile mode {mode!r}; one of {list(COMPILE_MODES)}")
+    key = (id(model), mode)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(model, mode=mode, dynamic=False)
+    return _COMPILED[key]
 
 
 def run_fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:

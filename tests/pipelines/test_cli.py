@@ -49,3 +49,15 @@ def test_pipeline_cli_errors(demo_ci: Path, tmp_path: Path, capsys) -> None:
     argv[-1] = "tiny"
     assert main([*argv, "--pack-images", "0", "-o", str(tmp_path / "o")]) == 2
     assert "--pack-images must be at least 1" in capsys.readouterr().err
+    assert main([*argv, "--compile", "fastest", "-o", str(tmp_path / "o")]) == 2
+    assert "--compile fastest: unknown mode" in capsys.readouterr().err
+
+
+def test_compile_modes_agree_between_the_stage_and_the_flows() -> None:
+    import typing
+
+    from flows.params import RefineParams
+    from pipelines.refine import COMPILE_MODES
+
+    (literal, _none) = typing.get_args(RefineParams.model_fields["compile_mode"].annotation)
+    assert typing.get_args(literal) == COMPILE_MODES
