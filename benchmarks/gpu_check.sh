@@ -12,7 +12,8 @@
 # the demo set with the demo checkpoint (mean / min mask IoU to float32; the target is a
 # mean >= 0.999); (3) refine-coco end to end with the official network, the faithful baseline
 # (float32, one image's instances per batch) against the optimised path in the same run, and
-# refine-big images/s. Logs go to $OUT (default /tmp/gpu_check).
+# refine-big images/s; (4) the same with CUDA graphs; (5) autotuned kernels. Logs go to $OUT
+# (default /tmp/gpu_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=(pycocotools==2.0.11 zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0)
@@ -52,7 +53,12 @@ echo "== 3. refine-coco and refine-big end to end (official network)"
 python3 benchmarks/refine_throughput.py --scale default --device cuda --checkpoint official \
   --bf16 --channels-last --compile 2>&1 | tee "$OUT/refine_official.txt"
 
-echo "== 4. network forward with autotuned kernels (compiles for minutes)"
+echo "== 4. refine-coco with CUDA graphs (compile mode reduce-overhead)"
+python3 benchmarks/refine_throughput.py --scale default --device cuda --checkpoint official \
+  --bf16 --channels-last --compile --compile-mode reduce-overhead --skip-big 2>&1 \
+  | tee "$OUT/refine_cudagraphs.txt"
+
+echo "== 5. network forward with autotuned kernels (compiles for minutes)"
 python3 benchmarks/unet_throughput.py --device cuda --presets official --batches 32 \
   --dtypes bfloat16 --channels-last --compile --compile-mode max-autotune --min-seconds 3 2>&1 \
   | tee "$OUT/unet_autotuned.txt"
