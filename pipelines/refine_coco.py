@@ -315,9 +315,10 @@ def refine_coco(
 ) -> dict[str, Any]:
     """Refine a results file end to end: prepare, run the shards, assemble the output.
 
-    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask
-    (a LocalCluster of ``n_workers`` processes, or the scheduler at ``dask_address``, with a
-    ``GPU=1`` resource per shard when ``config.device`` is CUDA and a scheduler is given).
+    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
+    a LocalCluster of ``n_workers`` processes (with a CUDA ``config.device``, one per GPU, each
+    seeing only its own) or the scheduler at ``dask_address``; on CUDA every shard asks for a
+    ``GPU=1`` resource.
     ``dask_threads`` makes the LocalCluster's workers threads of this process. Completed shards
     are skipped. Raises :class:`ShardsFailedError` when shards fail (the
     others are kept; re-running does the rest).
