@@ -136,3 +136,10 @@ def test_padded_batches_show_few_shapes_and_keep_outputs() -> None:
     assert seen == [4, 4, 4, 8, 8, 11]
     with pytest.raises(ValueError, match="positive"):
         PaddedBatches(model, (0, 4))
+
+
+def test_noise_for_steps_needs_one_generator_per_item() -> None:
+    from segrefiner.diffusion import noise_for_steps
+
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        noise_for_steps((3, 1, 4, 4), 5, [torch.Generator(), torch.Generator()], "cpu")

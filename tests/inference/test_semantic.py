@@ -145,3 +145,19 @@ def test_group_needs_generators_for_all_or_none(photo) -> None:
     items = [SemanticItem(photo, mask, torch.Generator()), SemanticItem(photo, mask, None)]
     with pytest.raises(ValueError, match="every item"):
         refine_semantic_group(build_unet("tiny"), DiscreteDiffusion(), items, FAST)
+
+
+def test_group_names_the_item_with_a_bad_mask(photo) -> None:
+    from segrefiner.diffusion import DiscreteDiffusion
+    from segrefiner.errors import InputError
+    from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
+    from segrefiner.model import build_unet
+
+    good = SemanticItem(photo, blob_mask(photo.shape[:2], (200, 190), 100), name="a.png")
+    stacked = SemanticItem(photo, np.zeros((2, *photo.shape[:2]), bool), name="b.png")
+    small = SemanticItem(photo, np.zeros((10, 10), bool), name="c.png")
+    model, diffusion = build_unet("tiny"), DiscreteDiffusion()
+    with pytest.raises(InputError, match=r"b\.png: expected an H x W mask"):
+        refine_semantic_group(model, diffusion, [good, stacked], FAST)
+    with pytest.raises(InputError, match=r"c\.png: mask size 10x10"):
+        refine_semantic_group(model, diffusion, [good, small], FAST)

@@ -72,3 +72,8 @@ def test_flow_runner_gets_one_worker_per_gpu(monkeypatch) -> None:
     assert runner.cluster_class is None and runner.cluster_kwargs["resources"] == {"GPU": 2}
     fc.use_cluster(ClusterParams(n_workers=2), gpu=False)
     assert runner.cluster_class is None and "resources" not in runner.cluster_kwargs
+
+
+def test_gpu_cluster_refuses_localcluster_only_options() -> None:
+    with pytest.raises(TypeError, match="memory_limit"):
+        local_cluster(gpus=["0"], memory_limit="1GB")

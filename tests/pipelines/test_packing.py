@@ -108,3 +108,22 @@ def test_compiled_setup_pads_batches() -> None:
     )
     assert isinstance(denoiser, AutocastDenoiser)
     assert isinstance(denoiser.model, PaddedBatches) and denoiser.model.sizes == [2, 16]
+
+
+def test_queue_rejects_bad_arguments() -> None:
+    diffusion = DiscreteDiffusion()
+    with pytest.raises(ValueError, match="at least 1"):
+        CropQueue(_model, diffusion, 0, on_done=print, on_failed=print)
+    queue = CropQueue(_model, diffusion, 4, on_done=print, on_failed=print)
+    image, masks = _images([2])[0]
+    prepared = prepare_instances(image, masks, CFG)
+    with pytest.raises(ValueError, match="1 generators for 2 crops"):
+        queue.add(0, prepared, _gens(0, prepared)[:1])
+
+
+def test_unknown_compile_mode_is_an_input_error() -> None:
+    from pipelines.refine import RefineConfig, inference_setup
+    from segrefiner.errors import InputError
+
+    with pytest.raises(InputError, match="unknown compile mode 'fastest'"):
+        inference_setup(RefineConfig("tiny", compile=True, compile_mode="fastest"))
