@@ -49,7 +49,9 @@ from segrefiner.data import shapes
 from segrefiner.data.lvis import build_cocofied_lvis
 from segrefiner.errors import InputError
 
-GENERATOR_VERSION = 1
+# Bump whenever the generated content changes, so that demo folders made by an older version
+# are regenerated instead of silently reused (2: the instance segmentor's thin-part blobs).
+GENERATOR_VERSION = 2
 JPEG_QUALITY = 90
 COCO_URL = "http://images.cocodataset.org/"
 
