@@ -46,6 +46,7 @@ from PIL import Image
 
 from segrefiner import __version__, io, rle
 from segrefiner.data import shapes
+from segrefiner.data.coarse_kinds import lowres_like, maskrcnn_like
 from segrefiner.data.lvis import build_cocofied_lvis
 from segrefiner.errors import InputError
 
@@ -176,69 +177,10 @@ def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
 # Segmentor-like coarse masks
 
 
-def coarse_instance_mask(
-    gt: np.ndarray, rng: np.random.Generator, *, resolution: int = 28, box_jitter: float = 0.06,
-    noise: float = 0.12, thicken: float = 0.5,
-) -> np.ndarray:  # fmt: skip
-    """A Mask R-CNN-like prediction of an instance: ``H x W`` ``bool`` (``gt`` likewise).
-
-    The box (tight GT box with each edge moved by ``N(0, box_jitter * size)``) is sampled on a
-    ``resolution x resolution`` grid (fewer cells for boxes under ``4 * resolution`` pixels) by
-    area averaging, smoothed, perturbed with low-frequency
-    noise, resized bilinearly to the box and thresholded at 0.5 inside the box only.
-    ``thicken`` (in grid cells) mixes in a dilated ground truth, as in
-    :func:`coarse_semantic_mask`, so thin parts come out fat and broken rather than gone.
-    """
-    H, W = gt.shape
-    out = np.zeros_like(gt, dtype=bool)
-    if not gt.any():
-        return out
-    x0, y0, x1, y1 = _extent(gt)
-    jx, jy = rng.normal(0, box_jitter * (x1 - x0), 2), rng.normal(0, box_jitter * (y1 - y0), 2)
-    bx0 = int(np.clip(np.floor(x0 + jx[0]), 0, W - 2))
-    bx1 = int(np.clip(np.ceil(x1 + jx[1]), bx0 + 2, W))
-    by0 = int(np.clip(np.floor(y0 + jy[0]), 0, H - 2))
-    by1 = int(np.clip(np.ceil(y1 + jy[1]), by0 + 2, H))
-    crop = gt[by0:by1, bx0:bx1]
-    # Features come from a stride-4 map at best, so small boxes get fewer than 28 cells.
-    gw = int(np.clip(round((bx1 - bx0) / 4), 4, resolution))
-    gh = int(np.clip(round((by1 - by0) / 4), 4, resolution))
-    target = crop.astype(np.float32)
-    radius = round(thicken * min((bx1 - bx0) / gw, (by1 - by0) / gh))
-    if radius > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        target = 0.5 * target + 0.5 * cv2.dilate(crop.astype(np.uint8), kernel).astype(np.float32)
-    grid = cv2.resize(target, (gw, gh), interpolation=cv2.INTER_AREA)
-    grid = cv2.GaussianBlur(grid, (0, 0), 0.7)
-    field_ = rng.normal(0, noise, (5, 5)).astype(np.float32)
-    grid = grid + cv2.resize(field_, (gw, gh), interpolation=cv2.INTER_CUBIC)
-    prob = cv2.resize(grid, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
-    out[by0:by1, bx0:bx1] = prob >= 0.5
-    return out
-
-
-def coarse_semantic_mask(
-    gt: np.ndarray, rng: np.random.Generator, *, stride: int = 8, noise: float = 0.15,
-    blur: float = 1.0, thicken: int = 0,
-) -> np.ndarray:  # fmt: skip
-    """A semantic-segmentor-like prediction (``H x W`` ``bool``, ``gt`` likewise) from a
-    ``1/stride`` grid: area-averaged, smoothed, plus low-frequency noise, bilinear upsampling,
-    threshold 0.5.
-
-    ``thicken`` (pixels) mixes in a dilated ground truth, as a network's wide receptive field
-    responds to thin structures with fat, broken blobs rather than not at all.
-    """
-    H, W = gt.shape
-    h, w = max(H // stride, 8), max(W // stride, 8)
-    target = gt.astype(np.float32)
-    if thicken > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * thicken + 1, 2 * thicken + 1))
-        target = 0.5 * target + 0.5 * cv2.dilate(gt.astype(np.uint8), kernel).astype(np.float32)
-    grid = cv2.resize(target, (w, h), interpolation=cv2.INTER_AREA)
-    grid = cv2.GaussianBlur(grid, (0, 0), blur)
-    field_ = rng.normal(0, noise, (max(h // 6, 3), max(w // 6, 3))).astype(np.float32)
-    grid = grid + cv2.resize(field_, (w, h), interpolation=cv2.INTER_CUBIC)
-    return cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR) >= 0.5
+# The segmentor-like processes live in segrefiner.data.coarse_kinds (one implementation); the
+# demo keeps its historical names.
+coarse_instance_mask = maskrcnn_like
+coarse_semantic_mask = lowres_like
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
