@@ -1,6 +1,8 @@
 """``segrefiner data ...``: prepare and check data.
 
 segrefiner data demo --out data/demo [--seed N] [--scale default|ci] [--force]
+segrefiner data real --out data/real [--cache DIR] [--offline] [--force]
+segrefiner data composites --root data/real [--count N] [--seed N] [--force]
 segrefiner data cocofy-lvis [--lvis LVIS_VAL] [--coco COCO_VAL] [--out OUT]
 segrefiner data check-results RESULTS --ann ANNOTATIONS [--images IMAGE_ROOT]
 """
@@ -38,6 +40,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--scale", default="default", help="default, or ci (a very small set)")
     demo.add_argument("--force", action="store_true", help="regenerate even if present")
     demo.set_defaults(func=run_demo)
+
+    real = sub.add_parser(
+        "real",
+        help="build the real-photo data set (labelme photos + polygon masks, COCO format)",
+        description="Build the real-photo data set from pinned PyPI sdists (labelme-toolkit, "
+        "labelme, realesrgan, scikit-image, scikit-learn; sha256-checked, cached): real "
+        "photographs with human-made instance masks as COCO eval/train files, plus RGBA "
+        "cut-outs and background photographs. An existing one of the same builder version is "
+        "reused unless --force.",
+    )
+    real.add_argument("--out", type=Path, default=Path("data/real"), help="output folder")
+    real.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="downloads folder (default $SEGREFINER_CACHE, else ~/.cache/segrefiner/downloads)",
+    )
+    real.add_argument(
+        "--offline", action="store_true", help="use the downloads folder only, no network"
+    )
+    real.add_argument("--force", action="store_true", help="rebuild even if present")
+    real.set_defaults(func=run_real)
+
+    comp = sub.add_parser(
+        "composites",
+        help="training composites: the real training split's cut-outs on real photographs",
+        description="Paste real object cut-outs (the training split's instances, RGBA mattes) "
+        "onto real photographs with feathered edges, colour matching, blur, noise and JPEG, and "
+        "write annotations/train_mix.json (the real training photos + the composites) under "
+        "the real-photo data root. Reused when made with the same settings unless --force.",
+    )
+    comp.add_argument("--root", type=Path, default=Path("data/real"), help="real-photo data root")
+    comp.add_argument("--count", type=int, default=1200, help="composites to make (default 1200)")
+    comp.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    comp.add_argument("--force", action="store_true", help="regenerate even if present")
+    comp.set_defaults(func=run_composites)
 
     cocofy = sub.add_parser(
         "cocofy-lvis",
@@ -88,6 +126,48 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     for key, value in summary.counts.items():
         print(f"  {key}: {value}")
+    return 0
+
+
+def run_real(args: argparse.Namespace) -> int:
+    from segrefiner.data.real import build_real
+
+    summary = build_real(args.out, cache=args.cache, offline=args.offline, force=args.force)
+    if summary.reused:
+        print(f"{summary.out_dir}: real-photo data set present, reused (--force to rebuild)")
+    else:
+        print(f"{summary.out_dir}: real-photo data set built in {summary.seconds:.1f} s")
+    counts = summary.counts
+    for split in ("eval", "train"):
+        print(
+            f"  {split}: {counts.get(f'{split}_images', 0)} images, "
+            f"{counts.get(f'{split}_instances', 0)} instances "
+            f"(annotations/real_{split}.json, images under images/{split}/)"
+        )
+    for key in ("categories", "dropped_empty_instances", "cutouts", "backgrounds"):
+        print(f"  {key}: {counts.get(key, 0)}")
+    for source, c in summary.per_source.items():
+        print(f"  source {source}: {c['images']} images, {c['instances']} instances")
+    print(f"  fingerprint: {summary.fingerprint}")
+    return 0
+
+
+def run_composites(args: argparse.Namespace) -> int:
+    from segrefiner.data.composite import CompositeConfig, generate_composites
+    from segrefiner.errors import InputError
+
+    if args.count <= 0:
+        raise InputError(f"--count: must be positive, got {args.count}")
+    summary = generate_composites(
+        args.root, seed=args.seed, config=CompositeConfig(count=args.count), force=args.force
+    )
+    verb = "present, reused" if summary.reused else f"made in {summary.seconds:.1f} s"
+    print(
+        f"{args.root}: {summary.composites} composites {verb} ({summary.instances} instances "
+        f"from {summary.cutouts} cut-outs on {summary.backgrounds} photographs) + "
+        f"{summary.real_images} real training photos ({summary.real_instances} instances) "
+        f"-> annotations/train_mix.json"
+    )
     return 0
 
 
