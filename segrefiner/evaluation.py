@@ -1,0 +1,322 @@
+"""Refinement measured on an instance set: coarse vs refined, per coarse kind.
+
+For every non-crowd instance of a COCO instances file (e.g. the real-photo evaluation split
+built by ``segrefiner data real``), a coarse mask of each kind of
+:mod:`segrefiner.data.coarse_kinds` is made from the human-made mask, deterministically from
+``(seed, kind, image file, annotation id)``, and refined on the instance (LR) path. Reported
+per kind (fractions in [0, 1]):
+
+- mean IoU, mean boundary IoU and mean boundary accuracy (the per-image term of mBA) of the
+  coarse and of the refined masks, over all instances, on the full image;
+- ``harmed`` / ``helped``: the fraction of instances whose IoU dropped / rose by more than
+  ``margin`` (0.02, i.e. 2 IoU points);
+- mask AP and boundary AP (COCO protocol) of the coarse and of the refined masks, each mask
+  a detection of its ground truth's category with score 1;
+- the coarse IoU distribution (10/25/50/75/90th percentiles).
+
+``refiner=None`` measures the coarse masks alone (their distribution and AP).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segrefiner import io, rle
+from segrefiner.data.coarse_kinds import COARSE_KINDS, coarse_mask
+from segrefiner.data.coco import InstanceSet, load_coco_instances
+from segrefiner.errors import InputError
+from segrefiner.metrics import boundary_accuracy, boundary_iou, instance_ap, iou
+
+log = logging.getLogger(__name__)
+
+HARM_MARGIN = 0.02
+PERCENTILES = (10, 25, 50, 75, 90)
+METRICS = ("iou", "boundary_iou", "boundary_accuracy")
+
+
+def coarse_rng(seed: int, kind: str, file_name: str, annotation_id: int) -> np.random.Generator:
+    """The generator of one instance's coarse mask of one kind: depends on nothing else."""
+    parts = [seed, zlib.crc32(kind.encode()), zlib.crc32(file_name.encode()), annotation_id]
+    return np.random.default_rng(np.random.SeedSequence(parts))
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One instance under one coarse kind; metric values are fractions (``None``: undefined)."""
+
+    kind: str
+    image_id: int
+    file_name: str
+    annotation_id: int
+    category: str
+    area: int
+    coarse: dict[str, float | None]
+    refined: dict[str, float | None]
+
+    def delta(self, metric: str = "iou") -> float:
+        return (self.refined[metric] or 0.0) - (self.coarse[metric] or 0.0)
+
+
+@dataclass
+class KindSummary:
+    kind: str
+    instances: int
+    coarse: dict[str, float | None]
+    refined: dict[str, float | None]
+    harmed: float | None = None  # fraction of instances with IoU down by more than the margin
+    helped: float | None = None
+    coarse_iou_percentiles: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "instances": self.instances,
+            "coarse": self.coarse,
+            "refined": self.refined,
+            "harmed": self.harmed,
+            "helped": self.helped,
+            "coarse_iou_percentiles": self.coarse_iou_percentiles,
+        }
+
+
+@dataclass
+class RefinementReport:
+    source: str
+    checkpoint: str | None
+    seed: int
+    kinds: dict[str, KindSummary]
+    rows: list[InstanceRow]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "checkpoint": self.checkpoint,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 1),
+            "kinds": {k: s.as_dict() for k, s in self.kinds.items()},
+        }
+
+    def table(self) -> str:
+        """A plain-text table: one block per kind, coarse / refined / change in points."""
+        lines = []
+        for kind, s in self.kinds.items():
+            pct = " ".join(f"p{p}={v * 100:.1f}" for p, v in s.coarse_iou_percentiles.items())
+            lines.append(f"{kind}: {s.instances} instances; coarse IoU {pct}")
+            names = [*METRICS, "segm_ap", "boundary_ap"]
+            for name in names:
+                c, r = s.coarse.get(name), s.refined.get(name)
+                if r is None:
+                    lines.append(f"  {name:18s} {_pts(c):>6s}")
+                else:
+                    change = f"{(r - c) * 100:+.1f}" if c is not None else "n/a"
+                    lines.append(f"  {name:18s} {_pts(c):>6s} -> {_pts(r):>6s}  ({change})")
+            if s.harmed is not None:
+                lines.append(
+                    f"  harmed (IoU -{HARM_MARGIN * 100:.0f} pts) {s.harmed * 100:.1f}%   "
+                    f"helped (+{HARM_MARGIN * 100:.0f} pts) {(s.helped or 0) * 100:.1f}%"
+                )
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        """One line per (kind, instance): ids, area, coarse and refined metrics."""
+        header = ["kind", "image_id", "file_name", "annotation_id", "category", "area"]
+        header += [f"coarse_{m}" for m in METRICS] + [f"refined_{m}" for m in METRICS]
+        with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for r in self.rows:
+                values = [r.kind, r.image_id, r.file_name, r.annotation_id, r.category, r.area]
+                values += [_cell(r.coarse.get(m)) for m in METRICS]
+                values += [_cell(r.refined.get(m)) for m in METRICS]
+                writer.writerow(values)
+
+
+def _pts(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}"
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def _scores(mask: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
+    return {
+        "iou": iou(mask, gt),
+        "boundary_iou": boundary_iou(mask, gt),
+        "boundary_accuracy": boundary_accuracy(mask, gt),
+    }
+
+
+def evaluate_refinement(
+    annotations: str | os.PathLike,
+    image_root: str | os.PathLike,
+    refiner: Any | None,
+    *,
+    kinds: Sequence[str] = tuple(COARSE_KINDS),
+    seed: int = 0,
+    with_ap: bool = True,
+    checkpoint: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RefinementReport:
+    """Coarse vs refined on every instance of a COCO instances file (see the module docstring).
+
+    ``refiner``: a :class:`segrefiner.Refiner` (its ``refine_instances`` is used, one call per
+    image and kind, keys ``(kind, annotation id)``), or ``None`` for the coarse masks alone.
+    """
+    unknown = [k for k in kinds if k not in COARSE_KINDS]
+    if unknown:
+        raise InputError(f"unknown coarse kind(s) {unknown}; known: {sorted(COARSE_KINDS)}")
+    started = time.perf_counter()
+    instances: InstanceSet = load_coco_instances(annotations, image_root)
+    rows: list[InstanceRow] = []
+    detections: dict[str, dict[str, list[dict[str, Any]]]] = {
+        k: {"coarse": [], "refined": []} for k in kinds
+    }
+    for n, (image_id, info) in enumerate(instances.images.items(), 1):
+        anns = [a for a in instances.annotations_of(image_id) if not a.iscrowd]
+        if not anns:
+            continue
+        image = instances.read_image(image_id)
+        gts = [instances.annotation_mask(a) for a in anns]
+        for kind in kinds:
+            coarses = np.stack(
+                [
+                    coarse_mask(kind, gt, coarse_rng(seed, kind, info.file_name, a.id))
+                    for a, gt in zip(anns, gts)
+                ]
+            )
+            if refiner is not None:
+                refined = refiner.refine_instances(
+                    image, coarses, keys=[(kind, a.id) for a in anns]
+                )
+            for i, (ann, gt) in enumerate(zip(anns, gts)):
+                base = {"image_id": image_id, "category_id": ann.category_id, "score": 1.0}
+                coarse_scores = _scores(coarses[i], gt)
+                refined_scores: dict[str, float | None] = {}
+                detections[kind]["coarse"].append({**base, "segmentation": rle.encode(coarses[i])})
+                if refiner is not None:
+                    refined_scores = _scores(refined[i], gt)
+                    detections[kind]["refined"].append(
+                        {**base, "segmentation": rle.encode(refined[i])}
+                    )
+                rows.append(
+                    InstanceRow(
+                        kind=kind,
+                        image_id=image_id,
+                        file_name=info.file_name,
+                        annotation_id=ann.id,
+                        category=instances.categories[ann.category_id].name,
+                        area=int(np.count_nonzero(gt)),
+                        coarse=coarse_scores,
+                        refined=refined_scores,
+                    )
+                )
+        if progress is not None:
+            progress(f"image {n}/{len(instances.images)} ({info.file_name})")
+    summaries = {}
+    for kind in kinds:
+        kind_rows = [r for r in rows if r.kind == kind]
+        summary = KindSummary(
+            kind=kind,
+            instances=len(kind_rows),
+            coarse={m: _mean([r.coarse[m] for r in kind_rows]) for m in METRICS},
+            refined={m: _mean([r.refined[m] for r in kind_rows]) for m in METRICS}
+            if refiner is not None
+            else {},
+        )
+        ious = [r.coarse["iou"] or 0.0 for r in kind_rows]
+        if ious:
+            summary.coarse_iou_percentiles = {
+                str(p): float(v) for p, v in zip(PERCENTILES, np.percentile(ious, PERCENTILES))
+            }
+        if refiner is not None and kind_rows:
+            deltas = np.array([r.delta("iou") for r in kind_rows])
+            summary.harmed = float(np.mean(deltas < -HARM_MARGIN))
+            summary.helped = float(np.mean(deltas > HARM_MARGIN))
+        if with_ap:
+            for name, dets in detections[kind].items():
+                if name == "refined" and refiner is None:
+                    continue
+                target = summary.coarse if name == "coarse" else summary.refined
+                for iou_type in ("segm", "boundary"):
+                    ap = instance_ap(str(annotations), dets, iou_type) if dets else {}
+                    target[f"{iou_type}_ap"] = ap.get("AP")
+        summaries[kind] = summary
+    return RefinementReport(
+        source=str(annotations),
+        checkpoint=checkpoint,
+        seed=seed,
+        kinds=summaries,
+        rows=rows,
+        seconds=time.perf_counter() - started,
+    )
+
+
+REAL_EVAL = Path("annotations") / "real_eval.json"
+
+
+def evaluate_real(
+    checkpoint: str | os.PathLike | None,
+    data_root: str | os.PathLike = "data/real",
+    *,
+    kinds: Sequence[str] = tuple(COARSE_KINDS),
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = 1,
+    with_ap: bool = True,
+    annotations: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RefinementReport:
+    """:func:`evaluate_refinement` on the real-photo evaluation split (``segrefiner data real``).
+
+    ``checkpoint``: a checkpoint file (or preset name), or ``None`` for the coarse masks alone.
+    ``threads``: torch CPU threads while refining (one is fastest on a busy shared machine).
+    """
+    import torch
+
+    from segrefiner.refiner import Refiner
+
+    root = Path(data_root)
+    ann_path = Path(annotations) if annotations is not None else root / REAL_EVAL
+    if not ann_path.is_file():
+        raise InputError(
+            f"{ann_path}: real evaluation annotations not found; build them with "
+            f"`segrefiner data real --out {root}`"
+        )
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        refiner = (
+            Refiner.from_checkpoint(checkpoint, device=device, seed=seed)
+            if checkpoint is not None
+            else None
+        )
+        return evaluate_refinement(
+            ann_path,
+            root / "images",
+            refiner,
+            kinds=kinds,
+            seed=seed,
+            with_ap=with_ap,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            progress=progress,
+        )
+    finally:
+        torch.set_num_threads(previous)

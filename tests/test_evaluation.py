@@ -1,0 +1,105 @@
+"""Coarse vs refined on a real-photo-like evaluation split, per coarse kind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from segrefiner.cli import main
+from segrefiner.data.coco import load_coco_instances
+from segrefiner.errors import InputError
+from segrefiner.evaluation import evaluate_real, evaluate_refinement
+from tests.data.real_root import write_real_root
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory):
+    return write_real_root(tmp_path_factory.mktemp("real") / "real")
+
+
+class _Oracle:
+    """A "refiner" that returns the ground truth, or the coarse mask with every other column cleared."""
+
+    def __init__(self, root, harm: bool = False) -> None:
+        self.instances = load_coco_instances(root / "annotations" / "real_eval.json")
+        self.harm = harm
+        self.calls: list[list] = []
+
+    def refine_instances(self, image, coarses, keys):
+        self.calls.append(list(keys))
+        if self.harm:
+            out = coarses.copy()
+            out[:, :, ::2] = False  # every other column: about half of every mask
+            return out
+        by_id = {a.id: a for a in self.instances.annotations}
+        return np.stack([self.instances.annotation_mask(by_id[k[1]]) for k in keys])
+
+
+def test_coarse_only_reports_each_kind(root) -> None:
+    report = evaluate_real(None, root)
+    assert set(report.kinds) == {"maskrcnn", "lowres", "official"}
+    assert len(report.rows) == 3 * 4
+    for summary in report.kinds.values():
+        assert summary.instances == 4 and summary.refined == {} and summary.harmed is None
+        assert 0.3 < summary.coarse["iou"] < 1.0
+        assert 0.0 <= summary.coarse["segm_ap"] <= 1.0
+        p = summary.coarse_iou_percentiles
+        assert p["10"] <= p["50"] <= p["90"]
+    assert "official: 4 instances" in report.table()
+
+
+def test_a_perfect_refiner_helps_everything_and_harms_nothing(root) -> None:
+    oracle = _Oracle(root)
+    ann = root / "annotations" / "real_eval.json"
+    report = evaluate_refinement(ann, root / "images", oracle, kinds=("official",))
+    s = report.kinds["official"]
+    assert s.refined["iou"] == pytest.approx(1.0) and s.refined["segm_ap"] == pytest.approx(1.0)
+    assert s.harmed == 0.0 and s.helped == 1.0
+    # keys are (kind, annotation id): the same item gets the same noise in any batch
+    assert oracle.calls[0] == [("official", 1), ("official", 2)]
+
+
+def test_a_harmful_refiner_is_counted_as_harm(root) -> None:
+    ann = root / "annotations" / "real_eval.json"
+    report = evaluate_refinement(
+        ann, root / "images", _Oracle(root, harm=True), kinds=("maskrcnn",)
+    )
+    s = report.kinds["maskrcnn"]
+    assert s.harmed == 1.0 and s.refined["iou"] < s.coarse["iou"]
+
+
+def test_same_seed_same_coarse_masks(root) -> None:
+    a = evaluate_real(None, root, kinds=("lowres",), with_ap=False)
+    b = evaluate_real(None, root, kinds=("lowres",), with_ap=False, seed=0)
+    c = evaluate_real(None, root, kinds=("lowres",), with_ap=False, seed=1)
+    assert [r.coarse for r in a.rows] == [r.coarse for r in b.rows]
+    assert [r.coarse for r in a.rows] != [r.coarse for r in c.rows]
+
+
+def test_a_network_end_to_end_and_the_csv(root, tmp_path) -> None:
+    report = evaluate_real("tiny", root, kinds=("maskrcnn",), with_ap=False)
+    s = report.kinds["maskrcnn"]
+    assert s.harmed is not None and 0.0 <= s.refined["iou"] <= 1.0
+    report.write_csv(tmp_path / "rows.csv")
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert len(lines) == 1 + 4 and lines[0].startswith("kind,image_id,file_name")
+
+
+def test_missing_set_and_unknown_kind_are_named(root, tmp_path) -> None:
+    with pytest.raises(InputError, match="segrefiner data real"):
+        evaluate_real(None, tmp_path / "none")
+    with pytest.raises(InputError, match="unknown coarse kind"):
+        evaluate_real(None, root, kinds=("sam",))
+
+
+def test_cli_eval_real(root, tmp_path, capsys) -> None:
+    out = tmp_path / "report.json"
+    args = ["eval", "real", "--coarse-only", "--data", str(root), "--kinds", "maskrcnn"]
+    assert main([*args, "--json", str(out), "--no-ap"]) == 0
+    assert "maskrcnn: 4 instances" in capsys.readouterr().out
+    assert json.loads(out.read_text())["kinds"]["maskrcnn"]["instances"] == 4
+    assert main(["eval", "real", "--coarse-only", "--checkpoint", "tiny", "--data", str(root)]) == 2
