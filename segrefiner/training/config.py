@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from segrefiner.config import load_config, to_dict
+from segrefiner.data.coarse_kinds import COARSE_KINDS
 from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.model import PRESETS
@@ -32,6 +33,10 @@ class LRDataConfig:
     min_area: float = 512.0  # annotations with area <= min_area are never chosen
     min_image_side: int = 32  # images with min(H, W) below this are dropped (mmdet filter)
     pad: int = 40  # total random margin around the object box, per axis, before resizing
+    # How training coarse masks are made: kinds of segrefiner.data.coarse_kinds, drawn per
+    # sample with the weights (empty: equal weights). The official recipe is ("official",).
+    coarse_kinds: tuple[str, ...] = ("official",)
+    coarse_weights: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     preset: str = "official"
+    # Initial weights (a checkpoint of the same preset, e.g. a model trained at another crop
+    # size) instead of a random initialisation; "" for random. A resumed run ignores it.
+    init: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,22 @@ def validate(config: TrainConfig) -> None:
     if config.optim.ema_decay is not None and not 0.0 < config.optim.ema_decay < 1.0:
         raise InputError(
             f"optim.ema_decay: must be in (0, 1) or null, got {config.optim.ema_decay}"
+        )
+    lr = config.data.lr
+    unknown = [k for k in lr.coarse_kinds if k not in COARSE_KINDS]
+    if not lr.coarse_kinds or unknown:
+        raise InputError(
+            f"data.lr.coarse_kinds: unknown or no kinds {list(unknown or lr.coarse_kinds)}; "
+            f"known: {sorted(COARSE_KINDS)}"
+        )
+    if lr.coarse_weights and (
+        len(lr.coarse_weights) != len(lr.coarse_kinds)
+        or any(w < 0 for w in lr.coarse_weights)
+        or sum(lr.coarse_weights) <= 0
+    ):
+        raise InputError(
+            f"data.lr.coarse_weights: {list(lr.coarse_weights)} must be one non-negative weight "
+            f"per kind of data.lr.coarse_kinds {list(lr.coarse_kinds)}, not all zero"
         )
     if list(config.schedule.milestones) != sorted(config.schedule.milestones):
         raise InputError(

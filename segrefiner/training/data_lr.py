@@ -5,7 +5,9 @@ Per sample (all draws from the sample's generator, in this order):
 1. read the image (``H x W x 3`` uint8 RGB; its size must match the annotation file);
 2. choose one of the image's usable annotations uniformly (not crowd, ``area > min_area``,
    box of at least 1 x 1 pixel overlapping the image) and decode its mask;
-3. coarse mask = :func:`segrefiner.data.degrade.modify_boundary` of the mask on the full image;
+3. coarse mask of the mask on the full image: :func:`segrefiner.data.degrade.modify_boundary`
+   (the official recipe), or, with several ``coarse_kinds``, a kind drawn by its weight and made
+   by :mod:`segrefiner.data.coarse_kinds`;
 4. crop around the mask's tight box with ``pad`` pixels of random margin per axis
    (:func:`segrefiner.training.transforms.lr_object_box`);
 5. resize to ``crop_size`` (bilinear image, nearest masks), flip horizontally with
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from segrefiner import io
+from segrefiner.data.coarse_kinds import coarse_mask
 from segrefiner.data.coco import Annotation, InstanceSet, parse_instances
 from segrefiner.data.degrade import modify_boundary
 from segrefiner.data.lvis import parse_lvis
@@ -70,6 +73,9 @@ class LRTrainingSet(PositionDataset):
         self.crop_size = config.crop_size
         self.pad = config.lr.pad
         self.flip_prob = config.flip_prob
+        self.coarse_kinds = config.lr.coarse_kinds
+        weights = np.asarray(config.lr.coarse_weights or [1.0] * len(self.coarse_kinds), float)
+        self.coarse_p = weights / weights.sum()
         self.items: list[tuple[int, tuple[Annotation, ...]]] = []
         dropped = 0
         for image_id, info in instances.images.items():
@@ -112,10 +118,15 @@ class LRTrainingSet(PositionDataset):
         box = mask_box(gt)
         if box is None:
             raise SkipSample(f"annotation {ann.id} decodes to an empty mask")
-        coarse = modify_boundary(gt, rng)
+        if len(self.coarse_kinds) == 1 and self.coarse_kinds[0] == "official":
+            kind = "official"  # no draw: the official recipe's random stream stays as it was
+            coarse = modify_boundary(gt, rng)
+        else:
+            kind = self.coarse_kinds[int(rng.choice(len(self.coarse_kinds), p=self.coarse_p))]
+            coarse = coarse_mask(kind, gt, rng)
         height, width = gt.shape
         crop_box = lr_object_box(box, height, width, self.pad, rng)
         flip = bool(rng.random() < self.flip_prob)
         sample = make_crop(image, gt, coarse, crop_box, self.crop_size, flip)
-        sample.update(box=np.asarray(crop_box), flip=flip, annotation_id=ann.id)
+        sample.update(box=np.asarray(crop_box), flip=flip, annotation_id=ann.id, coarse_kind=kind)
         return sample

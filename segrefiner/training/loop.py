@@ -33,7 +33,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from segrefiner.checkpoint import export_official, save_checkpoint
+from segrefiner.checkpoint import export_official, load_checkpoint, save_checkpoint
 from segrefiner.config import flatten
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
@@ -212,6 +212,15 @@ class _Run:
         self.start = 0
         self.metrics: dict[str, float] = {}
         path = resume_path(config)
+        if path is None and config.model.init:
+            init_model, _ = load_checkpoint(config.model.init)
+            if init_model.config != self.model.config:
+                raise InputError(
+                    f"model.init: {config.model.init} is not a {config.model.preset!r} network"
+                )
+            self.model.load_state_dict(init_model.state_dict())
+            if ctx.is_main:
+                log.info("initial weights from %s", config.model.init)
         if path is not None:
             state = load_training_checkpoint(
                 path, self.model, self.optimizer, self.weight_average, config

@@ -165,3 +165,52 @@ def test_positions_split_over_ranks_like_one_process() -> None:
     assert [a + b for a, b in zip(*two)] == one
     with pytest.raises(ValueError, match="does not split"):
         PositionBatchSampler(3, 0, 1, rank=0, world_size=2)
+
+
+def test_coarse_kinds_are_drawn_by_weight(lvis_root) -> None:
+    lr = LRDataConfig(
+        annotations="lvis/annotations/lvis_v1_train.json",
+        coarse_kinds=("maskrcnn", "lowres", "official"),
+        coarse_weights=(0.0, 1.0, 1.0),
+    )
+    ds = _dataset(lvis_root, lr=lr)
+    kinds = [ds[p]["coarse_kind"] for p in range(16)]
+    assert set(kinds) == {"lowres", "official"}  # weight 0: never drawn
+    assert [ds[p]["coarse_kind"] for p in range(16)] == kinds  # a position's draw is fixed
+    only = _dataset(
+        lvis_root, lr=dataclasses.replace(lr, coarse_kinds=("maskrcnn",), coarse_weights=())
+    )
+    assert {only[p]["coarse_kind"] for p in range(4)} == {"maskrcnn"}
+
+
+def test_the_official_recipe_keeps_its_random_stream(lvis_root) -> None:
+    # One kind, "official": no extra draw, so the samples are the ones the recipe always gave.
+    from segrefiner.data.degrade import modify_boundary
+    from segrefiner.training.transforms import make_crop
+
+    ds = _dataset(lvis_root)
+    sample = ds[3]
+    assert sample["coarse_kind"] == "official"
+    rng = sample_rng(0, 3, 0)  # the generator of position 3, first try
+    image_id, anns = ds.items[sample["index"]]
+    ann = anns[int(rng.integers(len(anns)))]
+    gt = ds.instances.annotation_mask(ann)
+    coarse = modify_boundary(gt, rng)
+    box = lr_object_box(mask_box(gt), *gt.shape, ds.pad, rng)
+    flip = bool(rng.random() < ds.flip_prob)
+    expected = make_crop(ds.instances.read_image(image_id), gt, coarse, box, ds.crop_size, flip)
+    assert np.array_equal(sample["coarse"], expected["coarse"])
+
+
+@pytest.mark.parametrize(
+    ("kinds", "weights", "message"),
+    [(("sam",), (), "unknown or no kinds"), ((), (), "unknown or no kinds"),
+     (("maskrcnn", "lowres"), (1.0,), "one non-negative weight per kind"),
+     (("maskrcnn",), (0.0,), "not all zero")],
+)  # fmt: skip
+def test_bad_coarse_kind_settings_are_named(kinds, weights, message) -> None:
+    from segrefiner.training.config import load_train_config
+
+    overrides = [f"data.lr.coarse_kinds={list(kinds)}", f"data.lr.coarse_weights={list(weights)}"]
+    with pytest.raises(InputError, match=message):
+        load_train_config(None, overrides)

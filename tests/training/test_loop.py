@@ -117,3 +117,27 @@ def test_a_different_model_does_not_resume_silently(lvis_root, tmp_path) -> None
     train(load_train_config(None, overrides), until=2)
     with pytest.raises(CheckpointError, match="do not fit"):
         train(load_train_config(None, [*overrides, "model.preset=small"]))
+
+
+def test_initial_weights_come_from_model_init(lvis_root, tmp_path) -> None:
+    from segrefiner.errors import InputError
+
+    first = train(load_train_config(None, tiny_overrides(lvis_root, tmp_path / "a")))
+    init = _state(first.model)
+    # With a vanishing learning rate the weights stay where they started: at the init file's.
+    extra = {"model.init": first.model, "optim.lr": 1e-12, "schedule.max_iters": 1}
+    second = train(load_train_config(None, tiny_overrides(lvis_root, tmp_path / "b", **extra)))
+    for name, value in _state(second.model).items():
+        assert torch.allclose(value, init[name], atol=1e-6), name
+    fresh = train(
+        load_train_config(
+            None,
+            tiny_overrides(
+                lvis_root, tmp_path / "c", **{"optim.lr": 1e-12, "schedule.max_iters": 1}
+            ),
+        )
+    )
+    assert any(not torch.allclose(v, init[k], atol=1e-3) for k, v in _state(fresh.model).items())
+    bad = tiny_overrides(lvis_root, tmp_path / "d", **{"model.init": first.model})
+    with pytest.raises(InputError, match="is not a 'small' network"):
+        train(load_train_config(None, [*bad, "model.preset=small"]))
