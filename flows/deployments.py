@@ -7,15 +7,15 @@ Stopping it with SIGINT pauses the schedules until it serves again.
 Default parameters point at the data root ``SEGREFINER_DATA_ROOT`` (``data``, laid out as the
 official README says; the demo sets ``data/demo``); ``refine-coco/demo`` always refines the
 demo data set with the demo checkpoint. Checkpoints come from the model registry's
-``champion`` alias, falling back to the released official files in ``checkpoints/`` (and for
-LR to the demo checkpoint when the official file is absent).
+``champion`` alias, falling back to the released official files in ``checkpoints/``, else the
+shipped defaults (``segrefiner_lr_real.pt``, ``segrefiner_hr_real.pt``), else for LR the demo
+checkpoint (:func:`flows.params.fallback_lr`, :func:`flows.params.fallback_hr`).
 """
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from prefect import serve
@@ -27,6 +27,8 @@ from flows.params import (
     DEMO_CHECKPOINT,
     HR_CHAMPION,
     LR_CHAMPION,
+    OFFICIAL_HR,
+    OFFICIAL_LR,
     ClusterParams,
     CoarseHRParams,
     EvaluateParams,
@@ -37,17 +39,17 @@ from flows.params import (
     RefineDisParams,
     RefineParams,
     TrainParams,
+    fallback_hr,
+    fallback_lr,
 )
 from flows.reevaluate import reevaluate
 from flows.refine import refine_big, refine_coco, refine_dis
 from flows.settings import load_settings
 from flows.train import train_hr, train_lr
 
-__all__ = ["DEMO_ROOT", "build_deployments", "demo_params", "main"]
+__all__ = ["DEMO_ROOT", "OFFICIAL_HR", "OFFICIAL_LR", "build_deployments", "demo_params", "main"]
 
 DEMO_ROOT = "data/demo"
-OFFICIAL_LR = "checkpoints/segrefiner_lr_latest.pth"
-OFFICIAL_HR = "checkpoints/segrefiner_hr_latest.pth"
 
 
 def _coco_truths(root: str) -> list[GroundTruth]:
@@ -74,10 +76,6 @@ def demo_params() -> RefineCocoParams:
     )
 
 
-def _lr_fallback() -> str:
-    return OFFICIAL_LR if Path(OFFICIAL_LR).is_file() else DEMO_CHECKPOINT
-
-
 def _as_parameters(params: Any) -> dict[str, Any]:
     return {"params": params.model_dump(mode="json")}
 
@@ -85,8 +83,8 @@ def _as_parameters(params: Any) -> dict[str, Any]:
 def build_deployments(data_root: str, interval_s: int) -> list[RunnerDeployment]:
     """The deployments, defaults pointing at ``data_root``; re-evaluation every ``interval_s``."""
     r = data_root
-    lr = RefineParams(checkpoint=LR_CHAMPION, fallback_checkpoint=_lr_fallback())
-    hr = RefineParams(checkpoint=HR_CHAMPION, fallback_checkpoint=OFFICIAL_HR)
+    lr = RefineParams(checkpoint=LR_CHAMPION, fallback_checkpoint=fallback_lr())
+    hr = RefineParams(checkpoint=HR_CHAMPION, fallback_checkpoint=fallback_hr())
     specs: list[tuple[Any, str, Any, dict[str, Any]]] = [
         (refine_coco, "demo", demo_params(), {"tags": ["demo"]}),
         (
@@ -140,8 +138,8 @@ def build_deployments(data_root: str, interval_s: int) -> list[RunnerDeployment]
             "scheduled",
             ReevaluateParams(
                 data_root=r,
-                fallback_lr_checkpoint=_lr_fallback(),
-                fallback_hr_checkpoint=OFFICIAL_HR,
+                fallback_lr_checkpoint=fallback_lr(),
+                fallback_hr_checkpoint=fallback_hr(),
             ),
             # One at a time: runs share the ledger.
             {"interval": timedelta(seconds=interval_s), "concurrency_limit": 1},

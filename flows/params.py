@@ -4,19 +4,25 @@ Paths are strings, relative to the working directory of the process that runs th
 project root for served deployments) or absolute; flows resolve them before any task runs, so
 Dask workers always receive absolute paths. Checkpoints are a file, a preset name (random
 weights: smoke tests only) or a registry reference ``models:/<name>@<alias>`` with a file to
-fall back to when the registry has none.
+fall back to when the registry has none (:func:`fallback_lr`, :func:`fallback_hr`: the released
+official file, else the shipped default, else the last resort).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.refine import RefineConfig
+from segrefiner.checkpoint import default_checkpoint_path
 
 __all__ = [
     "DEMO_CHECKPOINT",
+    "OFFICIAL_HR",
+    "OFFICIAL_LR",
     "ClusterParams",
     "CoarseHRParams",
     "EvaluateParams",
@@ -28,11 +34,44 @@ __all__ = [
     "RefineParams",
     "ReportParams",
     "TrainParams",
+    "fallback_hr",
+    "fallback_lr",
 ]
 
 DEMO_CHECKPOINT = "checkpoints/demo_lr_tiny.pt"
 LR_CHAMPION = "models:/segrefiner-lr@champion"
 HR_CHAMPION = "models:/segrefiner-hr@champion"
+OFFICIAL_LR = "checkpoints/segrefiner_lr_latest.pth"
+OFFICIAL_HR = "checkpoints/segrefiner_hr_latest.pth"
+
+
+def _shipped(kind: Literal["lr", "hr"]) -> str | None:
+    # The shipped default (segrefiner.checkpoint), relative to the working directory when it
+    # lies under it, like the other parameters; None while the file does not exist.
+    path = default_checkpoint_path(kind)
+    if not path.is_file():
+        return None
+    path, cwd = path.resolve(), Path.cwd().resolve()
+    return os.path.relpath(path, cwd) if path.is_relative_to(cwd) else str(path)
+
+
+def fallback_lr() -> str:
+    """The LR checkpoint used when the registry has no champion: the released official file,
+    else the shipped default, else the demo checkpoint."""
+    if Path(OFFICIAL_LR).is_file():
+        return OFFICIAL_LR
+    # The demo model is trained on synthetic composites: the last resort, so that a fresh clone
+    # still runs end to end.
+    return _shipped("lr") or DEMO_CHECKPOINT
+
+
+def fallback_hr() -> str:
+    """The HR checkpoint used when the registry has no champion: the released official file,
+    else the shipped default, else the official file's path (there is no demo HR model, so a
+    run without any of them stops with that file named as missing)."""
+    if Path(OFFICIAL_HR).is_file():
+        return OFFICIAL_HR
+    return _shipped("hr") or OFFICIAL_HR
 
 
 class _Params(BaseModel):
@@ -124,7 +163,11 @@ class RefineCocoParams(_Params):
     )
     output_dir: str = Field("runs/refine-coco/default", description="refined JSON, work, reports")
     num_shards: int = Field(4, ge=1)
-    refine: RefineParams = RefineParams(checkpoint=LR_CHAMPION, fallback_checkpoint=DEMO_CHECKPOINT)
+    refine: RefineParams = Field(
+        default_factory=lambda: RefineParams(
+            checkpoint=LR_CHAMPION, fallback_checkpoint=fallback_lr()
+        )
+    )
     cluster: ClusterParams = ClusterParams()
     report: ReportParams = ReportParams()
     refresh_cache: bool = Field(False, description="ignore cached task results")
@@ -213,8 +256,8 @@ class ReevaluateParams(_Params):
     output_dir: str = "runs/reevaluate"
     lr_checkpoint: str = LR_CHAMPION
     hr_checkpoint: str = HR_CHAMPION
-    fallback_lr_checkpoint: str | None = DEMO_CHECKPOINT
-    fallback_hr_checkpoint: str | None = "checkpoints/segrefiner_hr_latest.pth"
+    fallback_lr_checkpoint: str | None = Field(default_factory=fallback_lr)
+    fallback_hr_checkpoint: str | None = Field(default_factory=fallback_hr)
     coco_annotations: str = "coco/annotations/instances_val2017.json"
     coco_image_root: str = "coco/val2017"
     coco_ground_truths: list[GroundTruth] = Field(

@@ -10,6 +10,13 @@ One entry point, :func:`load_model`, accepts:
   config, weights, library version and free-form metadata.
 
 Files are always read with ``torch.load(..., weights_only=True)`` and matched strictly.
+
+Shipped models: :func:`default_checkpoint` gives the model this project ships for each
+refinement path, ``"lr"`` (instances, ``checkpoints/segrefiner_lr_real.pt``) and ``"hr"``
+(semantic masks, ``checkpoints/segrefiner_hr_real.pt``), from one registry,
+:data:`DEFAULT_CHECKPOINTS`. The folder is the repository's ``checkpoints/``, or the one named by
+the environment variable ``SEGREFINER_CHECKPOINTS``. A kind whose file is not there (not shipped
+yet, or not installed) raises :class:`CheckpointError` saying what to pass instead.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from segrefiner import __version__
-from segrefiner.errors import CheckpointError
+from segrefiner.errors import CheckpointError, InputError
 from segrefiner.io import atomic_path
 from segrefiner.model import PRESETS, DenoiseUNet, UNetConfig, get_preset
 
@@ -33,6 +40,47 @@ OFFICIAL_PREFIX = "denoise_model."
 IGNORED_PREFIXES = ("loss_texture.",)  # frozen Sobel kernels of the official training loss
 SOBEL_X = [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
 SOBEL_Y = [[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]
+
+# The shipped model of each refinement path, as file names inside the checkpoints folder.
+DEFAULT_CHECKPOINTS: dict[str, str] = {"lr": "segrefiner_lr_real.pt", "hr": "segrefiner_hr_real.pt"}
+# The official release of each path: what to pass while no shipped model exists.
+OFFICIAL_CHECKPOINTS: dict[str, str] = {
+    "lr": "segrefiner_lr_latest.pth",
+    "hr": "segrefiner_hr_latest.pth",
+}
+CHECKPOINTS_ENV = "SEGREFINER_CHECKPOINTS"
+REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def checkpoints_dir() -> Path:
+    """The folder of the shipped models: ``$SEGREFINER_CHECKPOINTS`` when set (and not empty),
+    else the repository's ``checkpoints/``."""
+    folder = os.environ.get(CHECKPOINTS_ENV, "").strip()
+    return Path(folder).expanduser() if folder else REPO_CHECKPOINTS
+
+
+def default_checkpoint_path(path_kind: Literal["lr", "hr"]) -> Path:
+    """Where the shipped model of ``path_kind`` lives, whether or not the file is there."""
+    if path_kind not in DEFAULT_CHECKPOINTS:
+        raise InputError(
+            f"{path_kind!r}: unknown refinement path (known: {', '.join(DEFAULT_CHECKPOINTS)})"
+        )
+    return checkpoints_dir() / DEFAULT_CHECKPOINTS[path_kind]
+
+
+def default_checkpoint(path_kind: Literal["lr", "hr"]) -> Path:
+    """The shipped model of a refinement path: ``"lr"`` (instance crops) or ``"hr"`` (semantic:
+    global + local patches). Raises :class:`CheckpointError` when its file is missing, naming
+    the file and what to pass instead; an unknown kind raises :class:`InputError`."""
+    path = default_checkpoint_path(path_kind)
+    if not path.is_file():
+        where = f" (${CHECKPOINTS_ENV})" if os.environ.get(CHECKPOINTS_ENV, "").strip() else ""
+        raise CheckpointError(
+            f"{path}{where}: file not found; no shipped {path_kind.upper()} model exists yet "
+            f"(or it was not installed). Pass a checkpoint instead (--checkpoint PATH on the "
+            f"command line), e.g. the released official {OFFICIAL_CHECKPOINTS[path_kind]}"
+        )
+    return path
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

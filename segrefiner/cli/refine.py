@@ -1,7 +1,10 @@
 """``segrefiner refine``: refine one image + mask, or a folder of them.
 
-Single:  segrefiner refine --checkpoint CKPT_OR_PRESET --image IMG --mask MASK -o OUT.png
-Folder:  segrefiner refine --checkpoint CKPT_OR_PRESET --images DIR --masks DIR -o OUT_DIR
+Single:  segrefiner refine [--checkpoint CKPT_OR_PRESET] --image IMG --mask MASK -o OUT.png
+Folder:  segrefiner refine [--checkpoint CKPT_OR_PRESET] --images DIR --masks DIR -o OUT_DIR
+Without --checkpoint the shipped model of the mode is used: checkpoints/segrefiner_hr_real.pt
+(semantic, the default) or checkpoints/segrefiner_lr_real.pt (--mode instance); the folder can be
+moved with $SEGREFINER_CHECKPOINTS. Until a shipped file exists the command says so.
 Masks are matched to images by file stem; outputs are 0/255 PNGs written atomically. In the
 folder form, outputs that already exist are kept (re-running resumes) unless --overwrite, and
 bad items are reported and set aside while the others are refined.
@@ -27,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or preset name")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint file or preset name (default: the shipped model of the mode, "
+        "checkpoints/segrefiner_hr_real.pt for semantic, checkpoints/segrefiner_lr_real.pt "
+        "for instance)",
+    )
     single = p.add_argument_group("one image")
     single.add_argument("--image", type=Path, help="image file (any format PIL reads)")
     single.add_argument(
@@ -78,11 +87,14 @@ def _build_refiner(args: argparse.Namespace):
     # torch is imported here, not at module level, so `segrefiner --help` stays fast.
     import torch
 
+    from segrefiner.checkpoint import default_checkpoint
     from segrefiner.model import PRESETS
     from segrefiner.refiner import Refiner
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = args.checkpoint
+    if checkpoint is None:  # CheckpointError when the mode has no shipped model yet
+        checkpoint = str(default_checkpoint("lr" if args.mode == "instance" else "hr"))
     if checkpoint not in PRESETS and not Path(checkpoint).is_file():
         raise InputError(
             f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
