@@ -27,10 +27,10 @@ import numpy as np
 
 from segrefiner.data.degrade import modify_boundary
 
-__all__ = ["COARSE_KINDS", "coarse_mask", "lowres_like", "maskrcnn_like", "official_like"]
+__all__ = ["COARSE_KINDS", "coarse_mask", "extent", "lowres_like", "maskrcnn_like", "official_like"]
 
 
-def _extent(mask: np.ndarray) -> tuple[int, int, int, int]:
+def extent(mask: np.ndarray) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of a non-empty mask, ends exclusive (row/column projections are much
     cheaper than ``np.nonzero`` on full images)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -55,7 +55,7 @@ def maskrcnn_like(
     out = np.zeros_like(gt, dtype=bool)
     if not gt.any():
         return out
-    x0, y0, x1, y1 = _extent(gt)
+    x0, y0, x1, y1 = extent(gt)
     jx, jy = rng.normal(0, box_jitter * (x1 - x0), 2), rng.normal(0, box_jitter * (y1 - y0), 2)
     bx0 = int(np.clip(np.floor(x0 + jx[0]), 0, W - 2))
     bx1 = int(np.clip(np.ceil(x1 + jx[1]), bx0 + 2, W))

@@ -365,8 +365,7 @@ def generate_composites(
             annotations.append(_annotation(next_ann, image_id, category_id, mask))
             next_ann += 1
         made += 1
-    shutil.rmtree(final_dir, ignore_errors=True)
-    os.replace(work_dir, final_dir)
+    io.replace_dir(work_dir, final_dir)
     mix = {"info": {"description": "real training photos + composites"}, "images": images,
            "annotations": annotations, "categories": categories}  # fmt: skip
     io.write_json(root / MIX_ANNOTATIONS, mix)

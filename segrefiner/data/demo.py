@@ -46,7 +46,7 @@ from PIL import Image
 
 from segrefiner import __version__, io, rle
 from segrefiner.data import shapes
-from segrefiner.data.coarse_kinds import lowres_like, maskrcnn_like
+from segrefiner.data.coarse_kinds import extent, lowres_like, maskrcnn_like
 from segrefiner.data.lvis import build_cocofied_lvis
 from segrefiner.errors import InputError
 
@@ -218,16 +218,9 @@ def _segmentation(mask: np.ndarray) -> tuple[Any, np.ndarray]:
     return rle.encode(mask), mask
 
 
-def _extent(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """``(x0, y0, x1, y1)`` of a non-empty mask, ends exclusive (row/column projections are much
-    cheaper than ``np.nonzero`` on full images)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
 def _bbox(mask: np.ndarray) -> list[float]:
     """Tight COCO box ``[x, y, w, h]`` of a non-empty mask (as pycocotools ``toBbox``)."""
-    x0, y0, x1, y1 = _extent(mask)
+    x0, y0, x1, y1 = extent(mask)
     return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
@@ -284,7 +277,7 @@ def _coco_scene(rng: np.random.Generator, H: int, W: int) -> tuple[np.ndarray, l
         objects.append(_Object(cat, seg, gt, float(np.count_nonzero(gt)), _bbox(gt)))
     objects.reverse()
     for obj in objects:
-        x0, y0, x1, y1 = _extent(obj.mask)
+        x0, y0, x1, y1 = extent(obj.mask)
         shapes.paint_object(image, obj.mask[y0:y1, x0:x1], y0, x0, rng, avoid=bg_name)
     return _to_uint8(image), objects
 
@@ -711,13 +704,7 @@ def generate_demo(
     try:
         counts = _generate_into(tmp, seed, params)
         _write_json(tmp / "DEMO.json", _metadata(seed, scale_name, params, counts), indent=2)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "demo")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        io.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

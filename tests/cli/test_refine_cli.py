@@ -15,15 +15,6 @@ from segrefiner.model import build_unet
 from tests.conftest import blob_mask
 
 
-@pytest.fixture
-def pair(tmp_path: Path, photo) -> tuple[Path, Path]:
-    image = tmp_path / "astronaut.jpg"
-    Image.fromarray(photo).save(image, quality=92)
-    mask = tmp_path / "astronaut.png"
-    write_mask(mask, blob_mask(photo.shape[:2], (200, 190), 90))
-    return image, mask
-
-
 @pytest.mark.parametrize("mode", ["semantic", "instance"])
 def test_refine_one_photo_with_a_preset(pair, tmp_path: Path, mode: str, capsys) -> None:
     image, mask = pair

@@ -10,20 +10,10 @@ from PIL import Image
 
 from segrefiner.checkpoint import CHECKPOINTS_ENV, save_checkpoint
 from segrefiner.cli import main
-from segrefiner.io import read_mask, write_mask
+from segrefiner.io import read_mask
 from segrefiner.model import build_unet
-from tests.conftest import blob_mask
 
 SHIPPED = {"semantic": "segrefiner_hr_real.pt", "instance": "segrefiner_lr_real.pt"}
-
-
-@pytest.fixture
-def pair(tmp_path: Path, photo) -> tuple[Path, Path]:
-    image = tmp_path / "astronaut.jpg"
-    Image.fromarray(photo).save(image, quality=92)
-    mask = tmp_path / "astronaut.png"
-    write_mask(mask, blob_mask(photo.shape[:2], (200, 190), 90))
-    return image, mask
 
 
 def _argv(pair: tuple[Path, Path], out: Path, mode: str) -> list[str]:

@@ -71,3 +71,20 @@ def test_cli_composites(built, tmp_path, capsys) -> None:
     assert main(["data", "composites", "--root", str(root), "--count", "2"]) == 0
     assert "train_mix.json" in capsys.readouterr().out
     assert main(["data", "composites", "--root", str(root), "--count", "0"]) == 2
+
+
+def test_replace_dir_swaps_a_whole_folder(tmp_path) -> None:
+    from segrefiner.io import replace_dir
+
+    dst, new = tmp_path / "set", tmp_path / "new"
+    dst.mkdir()
+    (dst / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    replace_dir(new, dst)
+    assert sorted(p.name for p in dst.iterdir()) == ["new.txt"] and not new.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["set"]  # the old folder is gone too
+    again = tmp_path / "again"
+    again.mkdir()
+    replace_dir(again, tmp_path / "fresh")  # no old folder: a plain rename
+    assert (tmp_path / "fresh").is_dir()
