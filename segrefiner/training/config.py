@@ -52,6 +52,13 @@ class HRDataConfig:
     online_patch_prob: float = 0.5  # probability of a fresh online coarse mask for the patch
     patch_size: int = 256  # native-resolution patch side (halved min side for small images)
     patch_tries: int = 100  # random draws for a mixed patch before the exact search
+    # Not in the official recipe: with this probability the patch's coarse mask is what the
+    # global pass hands the local step at inference, a whole-image mask resampled (nearest)
+    # to ``global_size`` and back: the ground truth or the offline coarse mask (even odds).
+    # The local step then learns to undo the global pass's staircase (see benchmarks/
+    # hr_diagnosis.py). 0 keeps the official recipe and its random draws.
+    global_patch_prob: float = 0.0
+    global_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,7 @@ def validate(config: TrainConfig) -> None:
         "log.interval": config.log.interval,
         "data.hr.patch_size": config.data.hr.patch_size,
         "data.hr.patch_tries": config.data.hr.patch_tries,
+        "data.hr.global_size": config.data.hr.global_size,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -192,6 +200,7 @@ def validate(config: TrainConfig) -> None:
         ("data.flip_prob", config.data.flip_prob),
         ("data.hr.expand_prob", config.data.hr.expand_prob),
         ("data.hr.online_patch_prob", config.data.hr.online_patch_prob),
+        ("data.hr.global_patch_prob", config.data.hr.global_patch_prob),
     ):
         if not 0.0 <= value <= 1.0:
             raise InputError(f"{key}: a probability must be in [0, 1], got {value}")

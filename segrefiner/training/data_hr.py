@@ -12,7 +12,9 @@ Per image (all draws from the sample's generator, in this order):
    (:func:`~segrefiner.training.transforms.mixed_patch`, bounded; where no such patch exists
    a random one is used and a note is logged); its coarse mask is, with probability
    ``online_patch_prob``, a fresh :func:`~segrefiner.data.degrade.modify_boundary` of the
-   ground-truth patch, else the same crop of the offline mask;
+   ground-truth patch, else the same crop of the offline mask; with ``global_patch_prob`` > 0
+   (not official) it is instead, with that probability, the crop of the ground truth or of
+   the offline mask resampled as the global pass resamples it (:func:`global_resampled`);
 5. both crops resized to ``crop_size``, one flip decision for both, normalised.
 """
 
@@ -73,6 +75,19 @@ class FolderCoarseSource:
 
     def get(self, sample_id: str, kind: str) -> np.ndarray:
         return read_mask(self.path(sample_id, kind))
+
+
+def global_resampled(mask: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
+    """The ``box`` ``[x0, y0, x1, y1)`` of ``mask`` (H, W) after nearest resampling of the whole
+    mask to ``size`` x ``size`` and back, as the HR global pass does with torch's legacy
+    nearest (source index ``floor(dst * in / out)``). Only the box is computed. bool."""
+    height, width = mask.shape
+    x0, y0, x1, y1 = box
+    rows = np.arange(size) * height // size  # small grid -> full-resolution rows
+    cols = np.arange(size) * width // size
+    up_rows = np.arange(y0, y1) * size // height  # full-resolution rows -> small grid
+    up_cols = np.arange(x0, x1) * size // width
+    return np.asarray(mask, dtype=bool)[np.ix_(rows[up_rows], cols[up_cols])]
 
 
 class HRTrainingSet(PositionDataset):
@@ -154,7 +169,11 @@ class HRTrainingSet(PositionDataset):
                 "background; used a random patch"
             )
         gt_patch = crop(gt, patch.box)
-        if rng.random() < self.hr.online_patch_prob:
+        if self.hr.global_patch_prob > 0 and rng.random() < self.hr.global_patch_prob:
+            source = gt if rng.random() < 0.5 else coarse
+            coarse_patch = global_resampled(source, patch.box, self.hr.global_size)
+            patch_source = "global-gt" if source is gt else f"global-{kind}"
+        elif rng.random() < self.hr.online_patch_prob:
             coarse_patch = modify_boundary(gt_patch, rng)
             patch_source = "online"
         else:

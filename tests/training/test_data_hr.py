@@ -12,7 +12,12 @@ import pytest
 from segrefiner.errors import InputError
 from segrefiner.training.batching import collate_crops
 from segrefiner.training.config import DataConfig, HRDataConfig
-from segrefiner.training.data_hr import CoarseSource, FolderCoarseSource, HRTrainingSet
+from segrefiner.training.data_hr import (
+    CoarseSource,
+    FolderCoarseSource,
+    HRTrainingSet,
+    global_resampled,
+)
 from segrefiner.training.sampling import sample_rng
 from segrefiner.training.transforms import hr_object_box, mixed_patch, patch_side
 
@@ -56,6 +61,44 @@ def test_offline_masks_come_from_the_source(hr_root) -> None:
         else:
             assert (coarse <= gt).all() and coarse.sum() < gt.sum()
         assert s["patch_source"] == s["coarse_kind"]
+
+
+def test_global_resampled_is_the_global_pass_resampling() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    for height, width in ((300, 200), (777, 1301), (64, 64)):
+        mask = rng.random((height, width)) < 0.5
+        t = torch.from_numpy(mask.astype(np.float32))[None, None]
+        down = F.interpolate(t, (32, 32), mode="nearest")
+        full = (F.interpolate(down, (height, width), mode="nearest")[0, 0] >= 0.5).numpy()
+        box = (3, 5, min(width, 60), min(height, 50))
+        got = global_resampled(mask, box, 32)
+        np.testing.assert_array_equal(got, full[box[1] : box[3], box[0] : box[2]])
+
+
+def test_global_patch_prob_feeds_resampled_patches_and_zero_keeps_the_draws(hr_root) -> None:
+    official = HRTrainingSet.from_config(_config(hr_root), seed=3)
+    zero = HRTrainingSet.from_config(_config(hr_root, global_patch_prob=0.0), seed=3)
+    for p in range(4):
+        a, b = official[p], zero[p]
+        assert a["patch_source"] == b["patch_source"]
+        np.testing.assert_array_equal(a["patch_coarse"], b["patch_coarse"])
+    ds = HRTrainingSet.from_config(
+        dataclasses.replace(_config(hr_root, global_patch_prob=1.0, global_size=16), flip_prob=0),
+        seed=3,
+    )
+    sources = set()
+    for p in range(12):
+        s = ds[p]
+        sources.add(s["patch_source"])
+        assert s["patch_source"].startswith("global-")
+        # a 16 x 16 staircase of a whole image: the patch's coarse mask is blocky, and when it
+        # comes from the ground truth it only differs from it near the boundary
+        if s["patch_source"] == "global-gt":
+            assert (s["patch_coarse"] != s["patch_gt"]).mean() < 0.5
+    assert "global-gt" in sources and len(sources) >= 2
 
 
 def test_flip_is_shared_by_object_and_patch(hr_root) -> None:
