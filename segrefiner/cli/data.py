@@ -3,6 +3,7 @@
 segrefiner data demo --out data/demo [--seed N] [--scale default|ci] [--force]
 segrefiner data real --out data/real [--cache DIR] [--offline] [--force]
 segrefiner data composites --root data/real [--count N] [--seed N] [--force]
+segrefiner data hr-train --real data/real --out data/hr [--demo data/demo] [--count N] [--force]
 segrefiner data cocofy-lvis [--lvis LVIS_VAL] [--coco COCO_VAL] [--out OUT]
 segrefiner data check-results RESULTS --ann ANNOTATIONS [--images IMAGE_ROOT]
 """
@@ -76,6 +77,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     comp.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     comp.add_argument("--force", action="store_true", help="regenerate even if present")
     comp.set_defaults(func=run_composites)
+
+    hr = sub.add_parser(
+        "hr-train",
+        help="the HR training set: high-resolution composites with real edges (DIS-TR layout)",
+        description="Paste the real training split's cut-outs, scaled up, onto high-resolution "
+        "photographs (Debian's mate-backgrounds, pinned and sha256-checked, cached), add the "
+        "real training instances at native resolution and, with --demo, the demo DIS-TR and "
+        "ThinObject training images; written as dis/DIS-TR/{im,gt} under --out, ready for "
+        "the gen-coarse-hr stage. Reused when made with the same settings unless --force.",
+    )
+    hr.add_argument("--real", type=Path, default=Path("data/real"), help="real-photo data root")
+    hr.add_argument("--out", type=Path, default=Path("data/hr"), help="output folder")
+    hr.add_argument("--demo", type=Path, default=None, help="demo data root to include")
+    hr.add_argument("--count", type=int, default=300, help="composites to make (default 300)")
+    hr.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    hr.add_argument("--cache", type=Path, default=None, help="downloads folder (as data real)")
+    hr.add_argument("--offline", action="store_true", help="use the downloads folder only")
+    hr.add_argument("--force", action="store_true", help="rebuild even if present")
+    hr.set_defaults(func=run_hr_train)
 
     cocofy = sub.add_parser(
         "cocofy-lvis",
@@ -167,6 +187,31 @@ def run_composites(args: argparse.Namespace) -> int:
         f"from {summary.cutouts} cut-outs on {summary.backgrounds} photographs) + "
         f"{summary.real_images} real training photos ({summary.real_instances} instances) "
         f"-> annotations/train_mix.json"
+    )
+    return 0
+
+
+def run_hr_train(args: argparse.Namespace) -> int:
+    from segrefiner.data.hr_train import HRTrainConfig, build_hr_train
+    from segrefiner.errors import InputError
+
+    if args.count < 0:
+        raise InputError(f"--count: must not be negative, got {args.count}")
+    summary = build_hr_train(
+        args.real,
+        args.out,
+        seed=args.seed,
+        config=HRTrainConfig(count=args.count),
+        demo_root=args.demo,
+        cache=args.cache,
+        offline=args.offline,
+        force=args.force,
+    )
+    verb = "present, reused" if summary.reused else f"built in {summary.seconds:.1f} s"
+    print(
+        f"{args.out}: HR training set {verb}: {summary.composites} composites on "
+        f"{summary.photos} photographs, {summary.real} real instances, {summary.demo} demo "
+        "images (dis/DIS-TR/{im,gt})"
     )
     return 0
 

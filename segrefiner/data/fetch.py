@@ -105,6 +105,26 @@ SOURCES: dict[str, Source] = {
 }
 
 
+_DEBIAN = "http://deb.debian.org/debian/pool/main"
+
+# Debian packages read by the HR training-set builder (segrefiner.data.hr_train). Debian's pool
+# is served over plain HTTP (its archive is signed, not its transport): the pinned sha256 is
+# what makes the file trusted. The photographs are GPL-2+; read at build time, never copied
+# into this repository.
+HR_SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            "mate-backgrounds",
+            "1.26.0-1",
+            f"{_DEBIAN}/m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb",
+            "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+            "GPL-2+",
+        ),
+    )
+}
+
+
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     """The downloads folder: ``cache``, else ``$SEGREFINER_CACHE``, else
     ``~/.cache/segrefiner/downloads`` (not created here)."""
@@ -241,6 +261,62 @@ def read_members(archive: str | os.PathLike, wanted: Collection[str]) -> dict[st
     missing = sorted(wanted - set(found))
     if missing:
         raise InputError(f"{archive}: missing member(s) {', '.join(missing)}")
+    return found
+
+
+def deb_members(
+    archive: str | os.PathLike, prefix: str, suffixes: tuple[str, ...]
+) -> dict[str, bytes]:
+    """Regular files of a Debian package's data archive under ``prefix`` whose names end with
+    one of ``suffixes`` (case-insensitive), names checked (see :func:`check_member_name`).
+
+    A ``.deb`` is an ``ar`` archive holding ``data.tar.{xz,gz,zst}``; xz and gz are read.
+    Returns ``{name without a leading ./: bytes}``; :class:`InputError` naming the archive when
+    it is not a ``.deb`` or holds nothing that matches.
+    """
+    import io as _io
+
+    archive = Path(archive)
+    data = None
+    try:
+        with open(archive, "rb") as fh:
+            if fh.read(8) != b"!<arch>\n":
+                raise InputError(f"{archive}: not a Debian package (no ar header)")
+            while header := fh.read(60):
+                if len(header) < 60:
+                    break
+                name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+                size = int(header[48:58].decode("ascii").strip())
+                body = fh.read(size)
+                fh.read(size % 2)  # members are 2-byte aligned
+                if name.startswith("data.tar"):
+                    data = (name, body)
+                    break
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{archive}: unreadable Debian package ({exc})") from exc
+    if data is None:
+        raise InputError(f"{archive}: no data.tar member in this Debian package")
+    name, body = data
+    if not name.endswith((".xz", ".gz", ".tar")):
+        raise InputError(f"{archive}: {name} is compressed in a way this reader does not know")
+    prefix = prefix.strip("/")
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=_io.BytesIO(body), mode="r:*") as tf:
+            for member in tf:
+                clean = member.name[2:] if member.name.startswith("./") else member.name
+                if not member.isfile() or not clean.lower().endswith(suffixes):
+                    continue
+                clean = check_member_name(clean, archive)
+                if not clean.startswith(prefix + "/"):
+                    continue
+                fh = tf.extractfile(member)
+                assert fh is not None
+                found[clean] = fh.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InputError(f"{archive}: unreadable {name} ({exc})") from exc
+    if not found:
+        raise InputError(f"{archive}: no {'/'.join(suffixes)} files under {prefix}/")
     return found
 
 
