@@ -14,6 +14,12 @@ per kind (fractions in [0, 1]):
   a detection of its ground truth's category with score 1;
 - the coarse IoU distribution (10/25/50/75/90th percentiles).
 
+``mode="semantic"`` refines each instance's whole-image mask on the semantic / HR path
+(global pass + local patches, :meth:`segrefiner.Refiner.refine`) instead of the instance path,
+as a user refining one object mask of a high-resolution photo would; the summary then also
+carries the pooled IoU of the DIS / BIG protocol (``pooled_iou``: all intersections over all
+unions) next to the mean boundary accuracy (mBA).
+
 ``refiner=None`` measures the coarse masks alone (their distribution and AP).
 """
 
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 HARM_MARGIN = 0.02
 PERCENTILES = (10, 25, 50, 75, 90)
 METRICS = ("iou", "boundary_iou", "boundary_accuracy")
+MODES = ("instance", "semantic")
 
 
 def coarse_rng(seed: int, kind: str, file_name: str, annotation_id: int) -> np.random.Generator:
@@ -97,13 +104,17 @@ class RefinementReport:
     kinds: dict[str, KindSummary]
     rows: list[InstanceRow]
     seconds: float
+    mode: str = "instance"
+    refine_seconds: float = 0.0  # time spent in the refiner alone
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "checkpoint": self.checkpoint,
             "seed": self.seed,
+            "mode": self.mode,
             "seconds": round(self.seconds, 1),
+            "refine_seconds": round(self.refine_seconds, 1),
             "kinds": {k: s.as_dict() for k, s in self.kinds.items()},
         }
 
@@ -113,8 +124,10 @@ class RefinementReport:
         for kind, s in self.kinds.items():
             pct = " ".join(f"p{p}={v * 100:.1f}" for p, v in s.coarse_iou_percentiles.items())
             lines.append(f"{kind}: {s.instances} instances; coarse IoU {pct}")
-            names = [*METRICS, "segm_ap", "boundary_ap"]
+            names = [*METRICS, "pooled_iou", "segm_ap", "boundary_ap"]
             for name in names:
+                if name not in s.coarse:
+                    continue
                 c, r = s.coarse.get(name), s.refined.get(name)
                 if r is None:
                     lines.append(f"  {name:18s} {_pts(c):>6s}")
@@ -163,6 +176,11 @@ def _scores(mask: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
     }
 
 
+def _pool(acc: list[int], mask: np.ndarray, gt: np.ndarray) -> None:
+    acc[0] += int(np.count_nonzero(mask & gt))
+    acc[1] += int(np.count_nonzero(mask | gt))
+
+
 def evaluate_refinement(
     annotations: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -173,16 +191,24 @@ def evaluate_refinement(
     with_ap: bool = True,
     checkpoint: str | None = None,
     progress: Callable[[str], None] | None = None,
+    mode: str = "instance",
 ) -> RefinementReport:
     """Coarse vs refined on every instance of a COCO instances file (see the module docstring).
 
-    ``refiner``: a :class:`segrefiner.Refiner` (its ``refine_instances`` is used, one call per
-    image and kind, keys ``(kind, annotation id)``), or ``None`` for the coarse masks alone.
+    ``refiner``: a :class:`segrefiner.Refiner`, or ``None`` for the coarse masks alone. In
+    ``mode="instance"`` its ``refine_instances`` is used, one call per image and kind; in
+    ``mode="semantic"`` its ``refine``, one call per instance and kind; keys
+    ``(kind, annotation id)`` either way.
     """
     unknown = [k for k in kinds if k not in COARSE_KINDS]
     if unknown:
         raise InputError(f"unknown coarse kind(s) {unknown}; known: {sorted(COARSE_KINDS)}")
+    if mode not in MODES:
+        raise InputError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     started = time.perf_counter()
+    refine_seconds = 0.0
+    # per kind and mask set: [intersection, union] pixel sums for the pooled IoU
+    pooled = {k: {"coarse": [0, 0], "refined": [0, 0]} for k in kinds}
     instances: InstanceSet = load_coco_instances(annotations, image_root)
     rows: list[InstanceRow] = []
     detections: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -202,16 +228,25 @@ def evaluate_refinement(
                 ]
             )
             if refiner is not None:
-                refined = refiner.refine_instances(
-                    image, coarses, keys=[(kind, a.id) for a in anns]
-                )
+                tic = time.perf_counter()
+                if mode == "instance":
+                    refined = refiner.refine_instances(
+                        image, coarses, keys=[(kind, a.id) for a in anns]
+                    )
+                else:
+                    refined = np.stack(
+                        [refiner.refine(image, c, key=(kind, a.id)) for a, c in zip(anns, coarses)]
+                    )
+                refine_seconds += time.perf_counter() - tic
             for i, (ann, gt) in enumerate(zip(anns, gts)):
                 base = {"image_id": image_id, "category_id": ann.category_id, "score": 1.0}
                 coarse_scores = _scores(coarses[i], gt)
+                _pool(pooled[kind]["coarse"], coarses[i], gt)
                 refined_scores: dict[str, float | None] = {}
                 detections[kind]["coarse"].append({**base, "segmentation": rle.encode(coarses[i])})
                 if refiner is not None:
                     refined_scores = _scores(refined[i], gt)
+                    _pool(pooled[kind]["refined"], refined[i], gt)
                     detections[kind]["refined"].append(
                         {**base, "segmentation": rle.encode(refined[i])}
                     )
@@ -240,6 +275,10 @@ def evaluate_refinement(
             if refiner is not None
             else {},
         )
+        for name, target in (("coarse", summary.coarse), ("refined", summary.refined)):
+            inter, union = pooled[kind][name]
+            if name == "coarse" or refiner is not None:
+                target["pooled_iou"] = inter / union if union else None
         ious = [r.coarse["iou"] or 0.0 for r in kind_rows]
         if ious:
             summary.coarse_iou_percentiles = {
@@ -265,6 +304,8 @@ def evaluate_refinement(
         kinds=summaries,
         rows=rows,
         seconds=time.perf_counter() - started,
+        mode=mode,
+        refine_seconds=refine_seconds,
     )
 
 
@@ -282,6 +323,7 @@ def evaluate_real(
     with_ap: bool = True,
     annotations: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    mode: str = "instance",
 ) -> RefinementReport:
     """:func:`evaluate_refinement` on the real-photo evaluation split (``segrefiner data real``).
 
@@ -317,6 +359,7 @@ def evaluate_real(
             with_ap=with_ap,
             checkpoint=None if checkpoint is None else str(checkpoint),
             progress=progress,
+            mode=mode,
         )
     finally:
         torch.set_num_threads(previous)

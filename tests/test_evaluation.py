@@ -103,3 +103,66 @@ def test_cli_eval_real(root, tmp_path, capsys) -> None:
     assert "maskrcnn: 4 instances" in capsys.readouterr().out
     assert json.loads(out.read_text())["kinds"]["maskrcnn"]["instances"] == 4
     assert main(["eval", "real", "--coarse-only", "--checkpoint", "tiny", "--data", str(root)]) == 2
+
+
+class _SemanticOracle(_Oracle):
+    """Whole-image refinement: the ground truth of the instance the key names."""
+
+    def refine(self, image, coarse, key):
+        self.calls.append([key])
+        by_id = {a.id: a for a in self.instances.annotations}
+        return self.instances.annotation_mask(by_id[key[1]])
+
+
+def test_semantic_mode_refines_each_whole_image_mask_and_pools_iou(root) -> None:
+    oracle = _SemanticOracle(root)
+    ann = root / "annotations" / "real_eval.json"
+    report = evaluate_refinement(
+        ann, root / "images", oracle, kinds=("lowres",), mode="semantic", with_ap=False
+    )
+    s = report.kinds["lowres"]
+    # one call per instance (not per image), keyed (kind, annotation id)
+    assert [c[0] for c in oracle.calls] == [("lowres", r.annotation_id) for r in report.rows]
+    assert s.refined["pooled_iou"] == pytest.approx(1.0) and s.helped == 1.0
+    # the pooled IoU weighs instances by their union: not the mean of per-instance IoUs
+    inter = union = 0
+    instances = load_coco_instances(ann, root / "images")
+    from segrefiner.data.coarse_kinds import coarse_mask
+    from segrefiner.evaluation import coarse_rng
+
+    for a in instances.annotations:
+        gt = instances.annotation_mask(a)
+        info = instances.images[a.image_id]
+        c = coarse_mask("lowres", gt, coarse_rng(0, "lowres", info.file_name, a.id))
+        inter += int((c & gt).sum())
+        union += int((c | gt).sum())
+    assert s.coarse["pooled_iou"] == pytest.approx(inter / union)
+    assert report.mode == "semantic" and "pooled_iou" in report.table()
+    with pytest.raises(InputError, match="mode"):
+        evaluate_refinement(ann, root / "images", oracle, mode="panoptic")
+
+
+def test_semantic_mode_with_a_network(root) -> None:
+    report = evaluate_real("tiny", root, kinds=("maskrcnn",), with_ap=False, mode="semantic")
+    s = report.kinds["maskrcnn"]
+    assert 0.0 <= s.refined["pooled_iou"] <= 1.0 and s.harmed is not None
+    assert report.as_dict()["mode"] == "semantic" and report.refine_seconds > 0
+
+
+def test_cli_eval_hr_demo(demo_ci, tmp_path, capsys) -> None:
+    from segrefiner.data.folders import load_sample, read_big
+    from segrefiner.metrics import pooled_iou
+
+    out = tmp_path / "hr.json"
+    args = ["eval", "hr-demo", "--checkpoint", "tiny", "--data", str(demo_ci)]
+    assert main([*args, "--sets", "DIS-VD", "BIG", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "BIG" in printed and "DIS-VD" in printed and "s/image" in printed
+    report = json.loads(out.read_text())
+    assert set(report) == {"DIS-VD", "BIG", "all"}
+    assert report["all"]["images"] == report["DIS-VD"]["images"] + report["BIG"]["images"]
+    samples = [load_sample(r) for r in read_big(demo_ci, "big/test", require_coarse=True)]
+    expected = pooled_iou([s.coarse for s in samples], [s.gt for s in samples])
+    assert report["BIG"]["coarse_iou"] == pytest.approx(expected)
+    assert report["BIG"]["seconds_per_image"] > 0
+    assert main([*args, "--sets", "COCO"]) == 2

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
-from segrefiner.errors import CheckpointError
+from segrefiner.errors import CheckpointError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -164,49 +164,71 @@ def _evaluate(
     return out
 
 
+HR_DEMO_SETS = ("DIS-VD", "DIS-TE1", "BIG")
+
+
 def evaluate_hr_demo(
     checkpoint: str | os.PathLike,
     data_root: str | os.PathLike = "data/demo",
     *,
-    sets: tuple[str, ...] = ("DIS-VD", "DIS-TE1"),
+    sets: tuple[str, ...] = HR_DEMO_SETS,
     segmentor: str = "isnet",
     seed: int = DEMO_SEED,
     device: str = "cpu",
     threads: int | None = 1,
 ) -> dict[str, Any]:
-    """Coarse vs refined on the demo's DIS val/test sets (semantic / HR path).
+    """Coarse vs refined on the demo's high-resolution sets (semantic / HR path).
 
-    Each image's ``dis/coarse/<segmentor>/<set>`` mask is refined over the whole image
-    (global steps + local patches). Returns, per set and over all, the pooled IoU and the mBA
-    (as the official DIS script: fractions) of the coarse and of the refined masks, and the
-    image count.
+    ``sets``: DIS splits (each image's ``dis/coarse/<segmentor>/<split>`` mask) and/or ``BIG``
+    (``big/test``, its ``*_seg.png`` masks). Each coarse mask is refined over the whole image
+    (global steps + local patches). Returns, per set and over all (``"all"``), the pooled IoU
+    and the mBA (as the official DIS / BIG scripts: fractions) of the coarse and of the refined
+    masks, the image count, the longest image side and the seconds per image spent refining.
     """
     import torch
 
-    from segrefiner.data.folders import load_sample, read_dis
+    from segrefiner.data.folders import load_sample, read_big, read_dis
     from segrefiner.metrics import mean_boundary_accuracy, pooled_iou
     from segrefiner.refiner import Refiner
 
+    unknown = [s for s in sets if s != "BIG" and not s.startswith("DIS-")]
+    if unknown:
+        raise InputError(f"sets: unknown {unknown}; expected DIS splits (DIS-VD, ...) or BIG")
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=seed)
-        out: dict[str, Any] = {}
-        pairs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-        for record in read_dis(data_root, sets, segmentor=segmentor, require_coarse=True):
+        dis_sets = [s for s in sets if s != "BIG"]
+        records = []
+        if dis_sets:
+            records += [
+                (r.split, r)
+                for r in read_dis(data_root, dis_sets, segmentor=segmentor, require_coarse=True)
+            ]
+        if "BIG" in sets:
+            records += [("BIG", r) for r in read_big(data_root, "big/test", require_coarse=True)]
+        items: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {}
+        for name, record in records:
             sample = load_sample(record)
+            tic = time.perf_counter()
             refined = refiner.refine(sample.image, sample.coarse, key=record.sample_id)
-            pairs.setdefault(record.split, []).append((sample.gt, sample.coarse, refined))
-        pairs["all"] = [p for split in sets for p in pairs.get(split, [])]
-        for split, items in pairs.items():
-            gts = [g for g, _, _ in items]
-            row: dict[str, Any] = {"images": len(items)}
-            for name, index in (("coarse", 1), ("refined", 2)):
-                masks = [item[index] for item in items]
-                row[f"{name}_iou"] = pooled_iou(masks, gts)
-                row[f"{name}_mba"] = mean_boundary_accuracy(masks, gts).mba
-            out[split] = row
+            seconds = time.perf_counter() - tic
+            items.setdefault(name, []).append((sample.gt, sample.coarse, refined, seconds))
+        items["all"] = [item for name in sets for item in items.get(name, [])]
+        out: dict[str, Any] = {}
+        for name, rows in items.items():
+            gts = [row[0] for row in rows]
+            entry: dict[str, Any] = {
+                "images": len(rows),
+                "long_side": max((max(g.shape) for g in gts), default=0),
+                "seconds_per_image": float(np.mean([r[3] for r in rows])) if rows else 0.0,
+            }
+            for label, index in (("coarse", 1), ("refined", 2)):
+                masks = [row[index] for row in rows]
+                entry[f"{label}_iou"] = pooled_iou(masks, gts) if rows else None
+                entry[f"{label}_mba"] = mean_boundary_accuracy(masks, gts).mba if rows else None
+            out[name] = entry
         return out
     finally:
         torch.set_num_threads(previous)
