@@ -6,7 +6,10 @@
    they already run), with the deployments' data root set to the demo;
 4. ``prefect deployment run refine-coco/demo --watch``: the demo segmentor's results refined
    with the demo checkpoint on a Dask LocalCluster, evaluated, logged to MLflow;
-5. the coarse vs refined table and the addresses of both UIs.
+5. with the shipped HR model (``checkpoints/segrefiner_hr_real.pt``) present,
+   ``refine-big/demo`` and ``refine-dis/demo`` the same way: the demo's BIG and DIS sets on the
+   HR path (global pass + local patches);
+6. the coarse vs refined tables (COCO, BIG, DIS) and the addresses of both UIs.
 
 A second run reuses the data, the checkpoint, the services and the cached stage results.
 ``make stop`` (``python -m flows.services down``) stops the services.
@@ -21,14 +24,20 @@ import time
 from pathlib import Path
 
 from flows.deployments import DEMO_ROOT
-from flows.params import DEMO_CHECKPOINT
+from flows.params import DEMO_CHECKPOINT, shipped_checkpoint
 from flows.reports import MetricRow, format_table
 from flows.services import ServiceError, up
 from flows.settings import load_settings
+from segrefiner.checkpoint import default_checkpoint_path
 from segrefiner.io import read_json
 
 DEMO_DEPLOYMENT = "refine-coco/demo"
 DEMO_REPORT = Path("runs/refine-coco/demo/latest/report/metrics.json")
+# The HR demo deployments and their reports, run when the shipped HR model is there.
+HR_DEMOS = {
+    "refine-big/demo": Path("runs/refine-big/demo/latest/report/metrics.json"),
+    "refine-dis/demo": Path("runs/refine-dis/demo/latest/report/metrics.json"),
+}
 
 
 def _say(message: str) -> None:
@@ -52,7 +61,17 @@ def prepare_inputs(root: Path) -> None:
     _say(f"demo checkpoint {checkpoint}")
 
 
-def print_outcome(report: Path, mlflow_url: str, prefect_url: str) -> None:
+def print_hr_outcome(report: Path) -> None:
+    """The table of one HR demo deployment (pooled IoU and mBA per set)."""
+    data = read_json(report)
+    rows = [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in data["table"]]
+    print()
+    print(format_table(rows, f"{data['title']} (x100; delta = refined - coarse)"))
+    summary = data["summary"]
+    print(f"{summary['ok']} of {summary['samples']} images refined; report: {report.parent}")
+
+
+def print_outcome(report: Path) -> None:
     data = read_json(report)
     rows = [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in data["table"]]
     headline = [r for r in rows if r.key.endswith(("_AP", "_APs", "_APm", "_APl"))] or rows
@@ -68,7 +87,12 @@ def print_outcome(report: Path, mlflow_url: str, prefect_url: str) -> None:
         verdict = "improved" if ap.delta > 0 else "did not improve"
         print(f"Refinement {verdict} {ap.label} by {100 * ap.delta:+.1f} points.")
     print(f"\nFull table and pictures: {report.parent}")
-    print(f"Prefect UI: {prefect_url}")
+
+
+def print_services(report: Path, mlflow_url: str, prefect_url: str) -> None:
+    """The UIs, with the COCO run named in MLflow."""
+    data = read_json(report)
+    print(f"\nPrefect UI: {prefect_url}")
     run_id = data.get("mlflow_run_id")
     print(f"MLflow UI:  {mlflow_url}" + (f"  (run {run_id})" if run_id else ""))
 
@@ -83,23 +107,40 @@ def main() -> int:
     except ServiceError as exc:
         print(f"[demo] error: {exc}", file=sys.stderr)
         return 1
+    report = run_deployment(settings, DEMO_DEPLOYMENT, DEMO_REPORT)
+    if report is None:
+        return 1
+    print_outcome(report)
+    if not default_checkpoint_path("hr").is_file():
+        print(f"\n[demo] BIG and DIS skipped: no HR model at {shipped_checkpoint('hr')}")
+    else:
+        for deployment, path in HR_DEMOS.items():
+            hr_report = run_deployment(settings, deployment, path)
+            if hr_report is None:
+                return 1
+            print_hr_outcome(hr_report)
+    print_services(report, settings.mlflow_url, settings.prefect_url)
+    _say(f"done in {time.perf_counter() - started:.0f} s; `make stop` stops the services")
+    return 0
+
+
+def run_deployment(settings, deployment: str, report: Path) -> Path | None:
+    """``prefect deployment run <deployment> --watch``; the fresh report, or None (said why)."""
     prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect), "deployment", "run", DEMO_DEPLOYMENT, "--watch"]
+    command = [str(prefect), "deployment", "run", deployment, "--watch"]
     _say(" ".join(["prefect", *command[1:]]))
     env = {**os.environ, **settings.env()}
     run_started = time.time()
     code = subprocess.call(command, cwd=settings.root, env=env)
-    report = settings.root / DEMO_REPORT
+    report = settings.root / report
     if code != 0 or not report.is_file() or report.stat().st_mtime < run_started:
         print(
-            f"[demo] the flow run did not finish (status {code}); logs: "
+            f"[demo] the {deployment} run did not finish (status {code}); logs: "
             f"{settings.log_dir / 'runner.log'} and the Prefect UI {settings.prefect_url}",
             file=sys.stderr,
         )
-        return 1
-    print_outcome(report, settings.mlflow_url, settings.prefect_url)
-    _say(f"done in {time.perf_counter() - started:.0f} s; `make stop` stops the services")
-    return 0
+        return None
+    return report
 
 
 if __name__ == "__main__":

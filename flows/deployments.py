@@ -6,7 +6,8 @@ Stopping it with SIGINT pauses the schedules until it serves again.
 
 Default parameters point at the data root ``SEGREFINER_DATA_ROOT`` (``data``, laid out as the
 official README says; the demo sets ``data/demo``); ``refine-coco/demo`` always refines the
-demo data set with the demo checkpoint. Checkpoints come from the model registry's
+demo data set with the demo checkpoint, ``refine-big/demo`` and ``refine-dis/demo`` the demo's
+BIG and DIS sets with the shipped HR model (``checkpoints/segrefiner_hr_real.pt``). Checkpoints come from the model registry's
 ``champion`` alias, falling back to the released official files in ``checkpoints/``, else the
 shipped defaults (``segrefiner_lr_real.pt``, ``segrefiner_hr_real.pt``), else for LR the demo
 checkpoint (:func:`flows.params.fallback_lr`, :func:`flows.params.fallback_hr`).
@@ -41,13 +42,23 @@ from flows.params import (
     TrainParams,
     fallback_hr,
     fallback_lr,
+    shipped_checkpoint,
 )
 from flows.reevaluate import reevaluate
 from flows.refine import refine_big, refine_coco, refine_dis
 from flows.settings import load_settings
 from flows.train import train_hr, train_lr
 
-__all__ = ["DEMO_ROOT", "OFFICIAL_HR", "OFFICIAL_LR", "build_deployments", "demo_params", "main"]
+__all__ = [
+    "DEMO_ROOT",
+    "OFFICIAL_HR",
+    "OFFICIAL_LR",
+    "build_deployments",
+    "demo_big_params",
+    "demo_dis_params",
+    "demo_params",
+    "main",
+]
 
 DEMO_ROOT = "data/demo"
 
@@ -76,6 +87,37 @@ def demo_params() -> RefineCocoParams:
     )
 
 
+def demo_big_params() -> RefineBigParams:
+    """refine-big/demo: the demo's BIG-like test images (2048-3072 px, coarse ``*_seg.png``
+    next to them), the shipped HR model, 2 shards."""
+    return RefineBigParams(
+        dataset="big-demo",
+        segmentor="demo-segmentor",
+        data_root=DEMO_ROOT,
+        folder="big/test",
+        gt_folder="big/test",
+        output_dir="runs/refine-big/demo",
+        num_shards=2,
+        refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
+        cluster=ClusterParams(n_workers=2),
+    )
+
+
+def demo_dis_params() -> RefineDisParams:
+    """refine-dis/demo: the demo's DIS-VD and DIS-TE1 images with their isnet-like coarse
+    masks, the shipped HR model, 2 shards."""
+    return RefineDisParams(
+        dataset="dis-demo",
+        segmentor="isnet",
+        data_root=DEMO_ROOT,
+        sets=["DIS-VD", "DIS-TE1"],
+        output_dir="runs/refine-dis/demo",
+        num_shards=2,
+        refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
+        cluster=ClusterParams(n_workers=2),
+    )
+
+
 def _as_parameters(params: Any) -> dict[str, Any]:
     return {"params": params.model_dump(mode="json")}
 
@@ -99,6 +141,8 @@ def build_deployments(data_root: str, interval_s: int) -> list[RunnerDeployment]
             ),
             {},
         ),
+        (refine_big, "demo", demo_big_params(), {"tags": ["demo"]}),
+        (refine_dis, "demo", demo_dis_params(), {"tags": ["demo"]}),
         (refine_big, "default", RefineBigParams(data_root=r, refine=hr), {}),
         (refine_dis, "default", RefineDisParams(data_root=r, refine=hr), {}),
         (

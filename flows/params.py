@@ -36,6 +36,7 @@ __all__ = [
     "TrainParams",
     "fallback_hr",
     "fallback_lr",
+    "shipped_checkpoint",
 ]
 
 DEMO_CHECKPOINT = "checkpoints/demo_lr_tiny.pt"
@@ -45,14 +46,17 @@ OFFICIAL_LR = "checkpoints/segrefiner_lr_latest.pth"
 OFFICIAL_HR = "checkpoints/segrefiner_hr_latest.pth"
 
 
-def _shipped(kind: Literal["lr", "hr"]) -> str | None:
-    # The shipped default (segrefiner.checkpoint), relative to the working directory when it
-    # lies under it, like the other parameters; None while the file does not exist.
-    path = default_checkpoint_path(kind)
-    if not path.is_file():
-        return None
-    path, cwd = path.resolve(), Path.cwd().resolve()
+def shipped_checkpoint(kind: Literal["lr", "hr"]) -> str:
+    """Where the shipped default model of ``kind`` is (segrefiner.checkpoint), whether or not
+    the file is there: relative to the working directory when it lies under it, like the other
+    parameters."""
+    path, cwd = default_checkpoint_path(kind).resolve(), Path.cwd().resolve()
     return os.path.relpath(path, cwd) if path.is_relative_to(cwd) else str(path)
+
+
+def _shipped(kind: Literal["lr", "hr"]) -> str | None:
+    # The shipped default; None while the file does not exist.
+    return shipped_checkpoint(kind) if default_checkpoint_path(kind).is_file() else None
 
 
 def fallback_lr() -> str:

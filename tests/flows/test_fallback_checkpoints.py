@@ -89,3 +89,16 @@ def test_deployments_use_the_fallbacks_and_the_demo_keeps_its_checkpoint(project
     scheduled = by_flow[("reevaluate", "scheduled")]
     assert scheduled["fallback_lr_checkpoint"] == "checkpoints/segrefiner_lr_real.pt"
     assert scheduled["fallback_hr_checkpoint"] == OFFICIAL_HR
+
+
+def test_demo_hr_deployments_use_the_shipped_hr_model(project: Path) -> None:
+    from flows.deployments import DEMO_ROOT, build_deployments
+
+    by_flow = {
+        (d.flow_name, d.name): d.parameters["params"] for d in build_deployments("data", 3600)
+    }
+    for flow in ("refine-big", "refine-dis"):
+        params = by_flow[(flow, "demo")]
+        # the shipped file's path even before it exists: the run then names it as missing
+        assert params["refine"]["checkpoint"] == "checkpoints/segrefiner_hr_real.pt"
+        assert params["data_root"] == DEMO_ROOT and params["output_dir"].endswith("/demo")

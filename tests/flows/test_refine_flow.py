@@ -88,3 +88,36 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
     assert [a.path for a in client.list_artifacts(run.info.run_id, "refined")] == [
         "refined/refined.segm.json"
     ]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_demo_hr_deployments_run_on_the_demo_layout(demo_ci, mlflow_store, tmp_path):
+    """refine-big/demo and refine-dis/demo as deployed, pointed at the CI-scale demo data and
+    the random tiny network (the shipped HR model's weights are not under test here)."""
+    from flows.deployments import demo_big_params, demo_dis_params
+    from flows.refine import refine_big, refine_dis
+
+    for flow, make, expected in (
+        (refine_big, demo_big_params, "BIG"),
+        (refine_dis, demo_dis_params, "DIS-VD"),
+    ):
+        out = tmp_path / expected
+        params = make().model_copy(
+            update={
+                "data_root": str(demo_ci),
+                "output_dir": str(out),
+                "refine": TINY,
+                "cluster": THREADS,
+                "report": ReportParams(gallery_size=2),
+            }
+        )
+        result = flow(params)
+        table = {row["key"]: row for row in result["table"]}
+        assert table and all(row["metric"].endswith(("IoU", "mBA")) for row in table.values()), (
+            table
+        )
+        assert all(row["coarse"] is not None for row in table.values())
+        assert result["summary"]["shards"] == min(2, result["summary"]["samples"])
+        assert (out / "latest/report/metrics.json").is_file()
+        masks = list((out / "latest/masks").rglob("*.png"))
+        assert len(masks) == result["summary"]["ok"] == result["summary"]["samples"] > 0
