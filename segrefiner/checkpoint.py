@@ -142,7 +142,22 @@ def load_weights(model: DenoiseUNet, state: Mapping[str, torch.Tensor], source: 
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches: {_preview(shapes)}")
         raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """:class:`CheckpointError` naming the first tensors holding NaN or infinity."""
+    bad = [
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{source}: non-finite weights (NaN or infinity) in {len(bad)} tensors: "
+            f"{_preview(bad)}; the file is not a usable model"
+        )
 
 
 def _preview(items: list[str], limit: int = 6) -> str:
@@ -240,13 +255,15 @@ def save_checkpoint(
     resuming training), which must also load with ``weights_only=True``.
     """
     module = getattr(model, "module", model)  # unwrap DDP
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    check_finite(state, f"{path} (not written)")
     obj: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "preset": _preset_name(module.config),
         "model_config": module.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "state_dict": state,
         "meta": dict(meta or {}),
     }
     if extra:
@@ -266,6 +283,7 @@ def export_official(path: str | os.PathLike, model: DenoiseUNet) -> None:
     state: dict[str, torch.Tensor] = {
         OFFICIAL_PREFIX + k: v.detach().cpu().float() for k, v in module.state_dict().items()
     }
+    check_finite(state, f"{path} (not written)")
     state["loss_texture.sobel.conv_x.weight"] = torch.tensor(SOBEL_X).div(4.0).view(1, 1, 3, 3)
     state["loss_texture.sobel.conv_y.weight"] = torch.tensor(SOBEL_Y).div(4.0).view(1, 1, 3, 3)
     with atomic_path(path) as tmp:

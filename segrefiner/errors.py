@@ -13,3 +13,7 @@ class InputError(SegRefinerError, ValueError):
 
 class CheckpointError(SegRefinerError, ValueError):
     """A file that is not a usable checkpoint, or weights that do not fit the model."""
+
+
+class TrainingError(SegRefinerError, RuntimeError):
+    """Training cannot go on: e.g. a non-finite loss or gradient (nothing is saved from it)."""

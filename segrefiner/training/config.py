@@ -13,6 +13,7 @@ data order, the noise and the loss curve do not depend on how many processes sha
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -161,6 +162,34 @@ class TrainConfig:
         return to_dict(self)
 
 
+def _check_numbers(config: TrainConfig) -> None:
+    """Optimiser, schedule and loss numbers: finite and in range (NaN fails every check)."""
+    optim, loss = config.optim, config.loss
+    betas = tuple(optim.betas)
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("optim.lr", optim.lr, optim.lr > 0, "a finite number > 0"),
+        ("optim.eps", optim.eps, optim.eps > 0, "a finite number > 0"),
+        ("optim.weight_decay", optim.weight_decay, optim.weight_decay >= 0, "finite and >= 0"),
+        (
+            "optim.betas",
+            list(betas),
+            len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            "two numbers in [0, 1)",
+        ),
+        ("schedule.gamma", config.schedule.gamma, 0 < config.schedule.gamma <= 1, "in (0, 1]"),
+        ("loss.mask_weight", loss.mask_weight, loss.mask_weight >= 0, "finite and >= 0"),
+        ("loss.texture_weight", loss.texture_weight, loss.texture_weight >= 0, "finite and >= 0"),
+    ]
+    if optim.grad_clip is not None:
+        checks.append(("optim.grad_clip", optim.grad_clip, optim.grad_clip > 0, "> 0 or null"))
+    for key, value, ok, rule in checks:
+        numbers = value if isinstance(value, list) else [value]
+        if not ok or not all(math.isfinite(v) for v in numbers):
+            raise InputError(f"{key}: must be {rule}, got {value}")
+    if loss.mask_weight + loss.texture_weight <= 0:
+        raise InputError("loss: mask_weight and texture_weight are both 0; nothing to train")
+
+
 def validate(config: TrainConfig) -> None:
     """Cross-field checks; :class:`InputError` names the key."""
     if config.model.preset not in PRESETS:
@@ -204,10 +233,7 @@ def validate(config: TrainConfig) -> None:
     ):
         if not 0.0 <= value <= 1.0:
             raise InputError(f"{key}: a probability must be in [0, 1], got {value}")
-    if config.optim.lr <= 0:
-        raise InputError(f"optim.lr: must be positive, got {config.optim.lr}")
-    if config.optim.grad_clip is not None and config.optim.grad_clip <= 0:
-        raise InputError(f"optim.grad_clip: must be positive or null, got {config.optim.grad_clip}")
+    _check_numbers(config)
     if config.optim.ema_decay is not None and not 0.0 < config.optim.ema_decay < 1.0:
         raise InputError(
             f"optim.ema_decay: must be in (0, 1) or null, got {config.optim.ema_decay}"

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from segrefiner.checkpoint import export_official, load_checkpoint, save_checkpoint
 from segrefiner.config import flatten
 from segrefiner.diffusion import DiscreteDiffusion
-from segrefiner.errors import InputError
+from segrefiner.errors import InputError, TrainingError
 from segrefiner.io import atomic_path, write_json
 from segrefiner.model import DenoiseUNet, build_unet
 from segrefiner.training import distributed
@@ -158,9 +158,19 @@ def training_step(
     parts = segrefiner_loss(logits, fine, config.loss.mask_weight, config.loss.texture_weight)
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
-    grad_norm = torch.zeros((), device=image.device)
-    if config.optim.grad_clip is not None:
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.optim.grad_clip)
+    # The global gradient norm (clipped to grad_clip when set; inf leaves the gradients as they
+    # are): a non-finite loss or gradient stops training before the optimiser step, so no
+    # weight and no checkpoint ever holds a NaN. One device sync per step.
+    clip = config.optim.grad_clip if config.optim.grad_clip is not None else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    if not bool(torch.isfinite(parts.total.detach()) & torch.isfinite(grad_norm)):
+        raise TrainingError(
+            f"non-finite loss {float(parts.total):.4g} (mask {float(parts.loss_mask):.4g}, "
+            f"texture {float(parts.loss_texture):.4g}) or gradient norm {float(grad_norm):.4g}; "
+            "stopped before the optimiser step (check optim.lr, loss weights, the data)"
+        )
+    if config.optim.grad_clip is None:
+        grad_norm = torch.zeros((), device=image.device)  # reported only with clipping
     optimizer.step()
     if weight_average is not None:
         weight_average.update(getattr(net, "module", net))
@@ -336,7 +346,12 @@ class _Run:
             for note in batch["notes"]:
                 log.info("rank %d: %s", ctx.rank, note)
             local_skipped += len(batch["skipped"])
-            sums += self._step(batch, iteration)
+            try:
+                sums += self._step(batch, iteration)
+            except TrainingError as exc:
+                last = self.run_dir / LATEST
+                kept = f"; the last good checkpoint is {last}" if last.is_file() else ""
+                raise TrainingError(f"iteration {iteration + 1}: {exc}{kept}") from exc
             count += 1
             step = iteration + 1
             if step % config.log.interval == 0 or step == stop:

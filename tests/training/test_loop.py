@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -141,3 +142,53 @@ def test_initial_weights_come_from_model_init(lvis_root, tmp_path) -> None:
     bad = tiny_overrides(lvis_root, tmp_path / "d", **{"model.init": first.model})
     with pytest.raises(InputError, match="is not a 'small' network"):
         train(load_train_config(None, [*bad, "model.preset=small"]))
+
+
+def test_a_non_finite_loss_stops_training_and_saves_nothing_from_it(
+    lvis_root, tmp_path, monkeypatch
+) -> None:
+    from segrefiner.errors import TrainingError
+    from segrefiner.training import loop
+
+    real_loss = loop.segrefiner_loss
+    calls = {"n": 0}
+
+    def poisoned(logits, fine, mask_weight, texture_weight):
+        parts = real_loss(logits, fine, mask_weight, texture_weight)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third iteration: two good checkpoints' worth of steps
+            return dataclasses.replace(parts, total=parts.total * float("nan"))
+        return parts
+
+    monkeypatch.setattr(loop, "segrefiner_loss", poisoned)
+    run = tmp_path / "run"
+    config = load_train_config(None, tiny_overrides(lvis_root, run, **{"checkpoint.interval": 1}))
+    with pytest.raises(TrainingError, match=r"iteration 3: non-finite loss .* last good"):
+        train(config)
+    assert not (run / "model.pt").exists()
+    # the last checkpoint is the one before the bad step, and it loads
+    assert [step for step, _ in training_checkpoints(run)] == [1, 2]
+    model, _ = load_checkpoint(run / LATEST)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_weights_are_never_written_or_loaded(tmp_path) -> None:
+    from segrefiner.checkpoint import save_checkpoint
+    from segrefiner.errors import CheckpointError
+    from segrefiner.model import build_unet
+
+    model = build_unet("tiny")
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"not written.*non-finite weights"):
+        save_checkpoint(tmp_path / "nan.pt", model)
+    assert not (tmp_path / "nan.pt").exists()
+    # a file made elsewhere with a NaN in it is refused on load, naming the tensor
+    obj = read_checkpoint(path)
+    key = next(iter(obj["state_dict"]))
+    obj["state_dict"][key] = torch.full_like(obj["state_dict"][key], float("inf"))
+    torch.save(obj, tmp_path / "inf.pt")
+    with pytest.raises(CheckpointError, match=rf"non-finite weights .*{key}"):
+        load_checkpoint(tmp_path / "inf.pt")

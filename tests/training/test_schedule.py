@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,32 @@ def test_config_errors_name_the_key() -> None:
         load_train_config(None, ["schedule.milestones=[3, 2]"])
     with pytest.raises(InputError, match="coarse_store"):
         load_train_config(None, ["data.task=hr", "data.hr.coarse=store"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optim.lr=.nan", "optim.lr"),
+        ("optim.lr=0", "optim.lr"),
+        ("optim.betas=[2, 3]", "optim.betas"),
+        ("optim.betas=[0.9, .nan]", "optim.betas"),
+        ("optim.eps=-1", "optim.eps"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay"),
+        ("optim.grad_clip=0", "optim.grad_clip"),
+        ("optim.grad_clip=.inf", "optim.grad_clip"),
+        ("optim.ema_decay=.nan", "optim.ema_decay"),
+        ("schedule.gamma=0", "schedule.gamma"),
+        ("schedule.gamma=1.5", "schedule.gamma"),
+        ("loss.texture_weight=.nan", "loss.texture_weight"),
+        ("loss.mask_weight=-1", "loss.mask_weight"),
+        ("data.flip_prob=.nan", "data.flip_prob"),
+    ],
+)
+def test_config_numbers_must_be_finite_and_in_range(override: str, key: str) -> None:
+    with pytest.raises(InputError, match=r"^config: " + re.escape(key) + ": .*must be"):
+        load_train_config(None, [override])
+
+
+def test_both_loss_weights_zero_is_refused() -> None:
+    with pytest.raises(InputError, match="nothing to train"):
+        load_train_config(None, ["loss.mask_weight=0", "loss.texture_weight=0"])
