@@ -12,18 +12,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segrefiner.cli.argtypes import non_negative_int, positive_int
 from segrefiner.errors import InputError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or preset name")
-    p.add_argument("--shards", type=int, default=1, help="number of shards (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--shards", type=positive_int, default=1, help="number of shards (default 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=int, default=None, help="network batch (default 32)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="network batch (default 32)"
+    )
     p.add_argument(
         "--model-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="network input side (default: the checkpoint's)",
     )
@@ -42,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     p.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="LocalCluster worker processes (0: run in this process)",
     )
@@ -217,7 +220,7 @@ def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument(
         "--pack-images",
-        type=int,
+        type=positive_int,
         default=4,
         help="images whose global passes and patches share batches (default 4)",
     )

@@ -15,6 +15,8 @@ from segrefiner.errors import InputError
 __all__ = ["dask_client", "local_cluster", "visible_gpus"]
 
 HOST = "127.0.0.1"
+# Seconds to wait for a given scheduler before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 20
 
 
 def visible_gpus() -> list[str]:
@@ -106,7 +108,14 @@ def dask_client(
     exit. A given ``address`` is only connected to, never closed.
     """
     if address is not None:
-        with Client(address) as client:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(
+                f"dask scheduler {address}: unreachable after {CONNECT_TIMEOUT_S} s ({exc}); "
+                "check the address and that `dask scheduler` runs there"
+            ) from exc
+        with client:
             yield client
         return
     with (

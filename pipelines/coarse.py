@@ -127,7 +127,7 @@ def _hash64(text: str) -> int:
 def sample_rng(seed: int, sample_id: str, kind: str) -> np.random.Generator:
     """The generator for one (sample, kind): depends on nothing else (not shard, not worker)."""
     if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        raise InputError(f"seed: must be a non-negative integer, got {seed}")
     return np.random.default_rng(np.random.SeedSequence([seed, _hash64(sample_id), _hash64(kind)]))
 
 

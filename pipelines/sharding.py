@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from segrefiner.errors import InputError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Shard", "ShardsFailedError", "plan_shards", "run_shards"]
@@ -49,7 +51,7 @@ def plan_shards(num_items: int, num_shards: int) -> list[Shard]:
     Never makes empty shards: with fewer items than shards, one item per shard.
     """
     if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        raise InputError(f"num_shards: must be >= 1, got {num_shards}")
     count = min(num_shards, num_items)
     bounds = [i * num_items // count for i in range(count + 1)] if count else [0]
     return [Shard(i, bounds[i], bounds[i + 1]) for i in range(count)]

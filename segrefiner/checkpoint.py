@@ -30,6 +30,7 @@ from typing import Any, Literal
 import torch
 
 from segrefiner import __version__
+from segrefiner.device import resolve_device
 from segrefiner.errors import CheckpointError, InputError
 from segrefiner.io import atomic_path
 from segrefiner.model import PRESETS, DenoiseUNet, UNetConfig, get_preset
@@ -231,6 +232,12 @@ def load_model(
     (randomly initialised; for tests and benchmarks). The model's forward is
     ``(x: float (B, 4, H, W), t: long (B,)) -> logits (B, 1, H, W)``.
     """
+    if path_or_preset is None or not isinstance(path_or_preset, str | os.PathLike):
+        raise InputError(
+            f"load_model: expected a checkpoint path or a preset name "
+            f"({', '.join(PRESETS)}), got {path_or_preset!r}"
+        )
+    resolve_device(device)  # before any loading: a bad device is named first
     if (
         isinstance(path_or_preset, str)
         and path_or_preset in PRESETS
@@ -239,7 +246,7 @@ def load_model(
         model = DenoiseUNet(get_preset(path_or_preset)).eval()
     else:
         model, _ = load_checkpoint(path_or_preset)
-    return model.to(device)
+    return model.to(resolve_device(device))
 
 
 def save_checkpoint(

@@ -28,6 +28,23 @@ Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
 MASK_THRESHOLD = 128
 
 
+# What a damaged, truncated, foreign or oversized file raises while it is decoded.
+_UNREADABLE = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    MemoryError,
+)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, Image.DecompressionBombError | MemoryError):
+        return f"too large to decode safely: {exc}"
+    return str(exc)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as ``H x W x 3`` ``uint8`` RGB (grayscale/RGBA are converted)."""
     path = Path(path)
@@ -37,8 +54,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable image ({exc})") from exc
+    except _UNREADABLE as exc:
+        raise InputError(f"{path}: unreadable image ({_reason(exc)})") from exc
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -53,8 +70,8 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         with Image.open(path) as im:
             im.load()
             gray = np.asarray(im.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable mask ({exc})") from exc
+    except _UNREADABLE as exc:
+        raise InputError(f"{path}: unreadable mask ({_reason(exc)})") from exc
     if shape is not None and gray.shape != tuple(shape):
         raise InputError(
             f"{path}: mask size {gray.shape[1]}x{gray.shape[0]} (WxH) differs from the image "
@@ -72,10 +89,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     untouched, so an interrupted run never leaves a half-written output.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InputError(f"{path}: cannot be written, a part of its folder is a file") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot be written, no permission in {path.parent}") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from segrefiner.checkpoint import load_checkpoint
+from segrefiner.device import resolve_device
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.inference.instance import refine_instances
+from segrefiner.inference.preprocess import check_image, check_masks
 from segrefiner.inference.seeding import item_generator
 from segrefiner.inference.semantic import refine_semantic
 from segrefiner.model import PRESETS, DenoiseUNet, get_preset
@@ -43,9 +45,7 @@ class Refiner:
         config: InferenceConfig | None = None,
         diffusion: DiscreteDiffusion | None = None,
     ):
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but CUDA is not available")
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.seed = secrets.randbits(63) if seed is None else int(seed)
         self.config = config or InferenceConfig()
@@ -120,6 +120,10 @@ class Refiner:
         keys = list(range(len(coarses))) if keys is None else list(keys)
         if len(keys) != len(coarses):
             raise InputError(f"{len(keys)} keys for {len(coarses)} masks")
+        if len(coarses) == 0:  # nothing to refine: an empty result of the image's size
+            height, width = check_image(image).shape[:2]
+            check_masks(coarses, (height, width), "coarses")
+            return np.zeros((0, height, width), dtype=bool)
         return refine_instances(
             self.model,
             self.diffusion,

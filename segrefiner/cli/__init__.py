@@ -2,18 +2,23 @@
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; it sets
 ``func`` on its parser, a callable taking the parsed namespace and returning an exit code.
-Errors the library raises on purpose (:class:`SegRefinerError`) print one line and exit 2.
+Errors the library raises on purpose (:class:`SegRefinerError`) print one line and exit 2;
+any other exception prints one line naming its type and exits 1 (``SEGREFINER_TRACEBACK=1``
+shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 
 from segrefiner import __version__
 from segrefiner.errors import SegRefinerError
+
+TRACEBACK_ENV = "SEGREFINER_TRACEBACK"
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -58,3 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"segrefiner {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # unforeseen: one line, the traceback when asked for
+        if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+            raise
+        print(
+            f"segrefiner {args.command}: error: {type(exc).__name__}: {exc} (unexpected; "
+            f"{TRACEBACK_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from segrefiner.cli.argtypes import non_negative_int
+
 DEFAULT_LVIS_VAL = Path("data/lvis/annotations/lvis_v1_val.json")
 DEFAULT_COCO_VAL = Path("data/coco/annotations/instances_val2017.json")
 DEFAULT_COCOFIED = Path("data/lvis/annotations/lvis_v1_val_cocofied.json")
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seed and scale is reused unless --force.",
     )
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder")
-    demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     demo.add_argument("--scale", default="default", help="default, or ci (a very small set)")
     demo.add_argument("--force", action="store_true", help="regenerate even if present")
     demo.set_defaults(func=run_demo)
@@ -73,8 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the real-photo data root. Reused when made with the same settings unless --force.",
     )
     comp.add_argument("--root", type=Path, default=Path("data/real"), help="real-photo data root")
-    comp.add_argument("--count", type=int, default=1200, help="composites to make (default 1200)")
-    comp.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    comp.add_argument(
+        "--count", type=non_negative_int, default=1200, help="composites to make (default 1200)"
+    )
+    comp.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     comp.add_argument("--force", action="store_true", help="regenerate even if present")
     comp.set_defaults(func=run_composites)
 
@@ -90,8 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hr.add_argument("--real", type=Path, default=Path("data/real"), help="real-photo data root")
     hr.add_argument("--out", type=Path, default=Path("data/hr"), help="output folder")
     hr.add_argument("--demo", type=Path, default=None, help="demo data root to include")
-    hr.add_argument("--count", type=int, default=300, help="composites to make (default 300)")
-    hr.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    hr.add_argument(
+        "--count", type=non_negative_int, default=300, help="composites to make (default 300)"
+    )
+    hr.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     hr.add_argument("--cache", type=Path, default=None, help="downloads folder (as data real)")
     hr.add_argument("--offline", action="store_true", help="use the downloads folder only")
     hr.add_argument("--force", action="store_true", help="rebuild even if present")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segrefiner.cli.argtypes import non_negative_int, positive_int
 from segrefiner.io import write_json
 
 
@@ -101,9 +102,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="instance",
         help="instance: LR path, one crop per instance (default); semantic: HR path",
     )
-    real.add_argument("--seed", type=int, default=0, help="coarse-mask and sampling seed")
+    real.add_argument(
+        "--seed", type=non_negative_int, default=0, help="coarse-mask and sampling seed"
+    )
     real.add_argument("--device", default="cpu", help="cpu or cuda")
-    real.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    real.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (default 1)"
+    )
     real.add_argument("--no-ap", action="store_true", help="skip mask AP and boundary AP")
     real.add_argument("--json", type=Path, help="write the report to this JSON file")
     real.add_argument("--csv", type=Path, help="write per-instance rows to this CSV file")
@@ -126,7 +131,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sets (default DIS-VD DIS-TE1 BIG)",
     )
     hr_demo.add_argument("--device", default="cpu", help="cpu or cuda")
-    hr_demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    hr_demo.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (default 1)"
+    )
     hr_demo.add_argument("--json", type=Path, help="write the report to this JSON file")
     hr_demo.set_defaults(func=run_hr_demo)
 
@@ -139,7 +146,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="skip bad results (e.g. unknown image or category ids, as the official "
         "eval_json.py drops them) or missing files and report them, instead of stopping",
     )
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="local worker processes (default 1)"
+    )
 
 
 def _usage(p: argparse.ArgumentParser) -> int:

@@ -17,6 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from segrefiner.cli.argtypes import non_negative_int, positive_int
 from segrefiner.errors import InputError, SegRefinerError
 from segrefiner.io import read_image, read_mask, write_mask
 
@@ -53,10 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="semantic: global + local patches (HR model, default); instance: one object crop (LR model)",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the sampling noise (default 0)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed for the sampling noise (default 0)"
+    )
     p.add_argument(
         "--model-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="network input side (default: the checkpoint's, 256 for official models)",
     )
@@ -100,7 +103,7 @@ def _build_refiner(args: argparse.Namespace):
             f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
         )
     refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=args.seed)
-    if args.model_size:
+    if args.model_size is not None:
         refiner = Refiner(
             refiner.model,
             device=device,

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from segrefiner.cli.argtypes import non_negative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -33,12 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=None,
         help="processes on this node (default runtime.nproc, else one per GPU, else 1)",
     )
     p.add_argument(
-        "--until", type=int, default=None, help="stop after this iteration (checkpointed)"
+        "--until",
+        type=non_negative_int,
+        default=None,
+        help="stop after this iteration (checkpointed)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)

@@ -11,6 +11,9 @@ from segrefiner.errors import InputError
 # ImageNet statistics on the 0-255 scale, RGB order (the official ``img_norm_cfg``).
 IMAGE_MEAN = (123.675, 116.28, 103.53)
 IMAGE_STD = (58.395, 57.12, 57.375)
+# Largest network input / patch side accepted: 8x the official 256 (one 2048 x 2048 input of the
+# official network already needs tens of GB); larger values are typos, not settings.
+MAX_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,27 @@ class InferenceConfig:
     fine_prob_thr: float = 0.9  # patches centre on points with fine_prob < thr * max(fine_prob)
     iou_thr: float = 0.3  # NMS threshold between patch boxes
     min_foreground: int = 128  # coarse masks with at most this many pixels give an empty mask
+
+    def __post_init__(self) -> None:
+        sizes = (("model_size", self.model_size, 8), ("patch_size", self.patch_size, 8))
+        for name, value, low in sizes:
+            if not isinstance(value, int) or not low <= value <= MAX_SIDE:
+                raise InputError(
+                    f"{name}: {value!r} is out of range; expected an integer in [{low}, "
+                    f"{MAX_SIDE}] (the official size is 256)"
+                )
+        counts = (
+            ("batch_size", self.batch_size, 1),
+            ("pad_width", self.pad_width, 0),
+            ("area_thr", self.area_thr, 0),
+            ("min_foreground", self.min_foreground, 0),
+        )
+        for name, value, low in counts:
+            if not isinstance(value, int) or value < low:
+                raise InputError(f"{name}: expected an integer >= {low}, got {value!r}")
+        for name, value in (("fine_prob_thr", self.fine_prob_thr), ("iou_thr", self.iou_thr)):
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise InputError(f"{name}: expected a number in [0, 1], got {value!r}")
 
     def replace(self, **changes: Any) -> InferenceConfig:
         return dataclasses.replace(self, **changes)

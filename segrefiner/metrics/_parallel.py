@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from segrefiner.errors import InputError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -38,7 +40,7 @@ class TaskRunner:
     def __init__(self, workers: int = 1, client: Any = None) -> None:
         check_client(client)
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise InputError(f"workers: must be >= 1, got {workers}")
         self.workers = workers
         self.client = client
         self._pool: ProcessPoolExecutor | None = None

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from segrefiner.cli import main
 
 
@@ -47,8 +49,10 @@ def test_pipeline_cli_errors(demo_ci: Path, tmp_path: Path, capsys) -> None:
     assert main([*argv, "-o", str(tmp_path / "o")]) == 2
     assert "nope.pth: checkpoint file not found" in capsys.readouterr().err
     argv[-1] = "tiny"
-    assert main([*argv, "--pack-images", "0", "-o", str(tmp_path / "o")]) == 2
-    assert "--pack-images must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse: usage and one error line
+        main([*argv, "--pack-images", "0", "-o", str(tmp_path / "o")])
+    assert refused.value.code == 2
+    assert "argument --pack-images: must be >= 1, got 0" in capsys.readouterr().err
     assert main([*argv, "--compile", "fastest", "-o", str(tmp_path / "o")]) == 2
     assert "--compile fastest: unknown mode" in capsys.readouterr().err
 

@@ -1,0 +1,174 @@
+"""Bad input at the command line and the API: one clear line and a non-zero exit, never a
+traceback; a value that would be silently ignored or blow up memory is refused up front."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segrefiner.cli import main
+from segrefiner.errors import InputError
+from segrefiner.io import write_mask
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` RGB pixels (with almost no data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    image = tmp_path / "img.png"
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(image)
+    mask = np.zeros((48, 64), bool)
+    mask[10:40, 16:50] = True
+    write_mask(tmp_path / "mask.png", mask)
+    write_mask(tmp_path / "small.png", mask[:20, :20])
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "outdir").mkdir()
+    _png_declaring(tmp_path / "bomb.png", 100_000, 100_000)
+    return {
+        "img": image,
+        "mask": tmp_path / "mask.png",
+        "small": tmp_path / "small.png",
+        "bomb": tmp_path / "bomb.png",
+        "afile": tmp_path / "afile",
+        "outdir": tmp_path / "outdir",
+        "tmp": tmp_path,
+    }
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse refuses a value: exit 2 with a usage line
+        return int(exc.code)
+
+
+# (name, argv with {placeholders}, exit code, a fragment of the one error line)
+CASES = [
+    ("bomb image", "refine --checkpoint tiny --image {bomb} --mask {mask} -o {tmp}/o.png", 2,
+     "too large to decode safely"),
+    ("missing image", "refine --checkpoint tiny --image {tmp}/none.png --mask {mask} -o {tmp}/o.png",
+     2, "image file not found"),
+    ("mask of another size", "refine --checkpoint tiny --image {img} --mask {small} -o {tmp}/o.png",
+     2, "differs from the image size"),
+    ("output is a folder", "refine --checkpoint tiny --image {img} --mask {mask} -o {outdir}", 2,
+     "is a folder"),
+    ("output under a file", "refine --checkpoint tiny --image {img} --mask {mask} -o {afile}/o.png",
+     2, "a part of its folder is a file"),
+    ("device tpu", "refine --checkpoint tiny --image {img} --mask {mask} -o {tmp}/o.png --device tpu",
+     2, "device 'tpu': unknown"),
+    ("huge model size", "refine --checkpoint tiny --image {img} --mask {mask} -o {tmp}/o.png "
+     "--model-size 100000", 2, "model_size: 100000 is out of range"),
+    ("model size 0", "refine --checkpoint tiny --image {img} --mask {mask} -o {tmp}/o.png "
+     "--model-size 0", 2, "--model-size: must be >= 1"),
+    ("negative seed", "refine --checkpoint tiny --image {img} --mask {mask} -o {tmp}/o.png --seed -1",
+     2, "--seed: must be >= 0"),
+    ("shards 0", "refine-coco --results {tmp}/r.json --images {tmp} --checkpoint tiny -o {tmp}/x.json "
+     "--shards 0", 2, "--shards: must be >= 1"),
+    ("shards -3", "refine-coco --results {tmp}/r.json --images {tmp} --checkpoint tiny "
+     "-o {tmp}/x.json --shards -3", 2, "--shards: must be >= 1"),
+    ("batch size 0", "refine-coco --results {tmp}/r.json --images {tmp} --checkpoint tiny "
+     "-o {tmp}/x.json --batch-size 0", 2, "--batch-size: must be >= 1"),
+    ("workers -1", "refine-dataset --kind dis --data-root {tmp} --checkpoint tiny -o {tmp}/o "
+     "--workers -1", 2, "--workers: must be >= 0"),
+    ("eval workers 0", "eval masks --gt {tmp} --pred {tmp} --workers 0", 2,
+     "--workers: must be >= 1"),
+    ("eval threads 0", "eval real --coarse-only --data {tmp} --threads 0", 2,
+     "--threads: must be >= 1"),
+    ("demo seed -1", "data demo --out {tmp}/demo --seed -1", 2, "--seed: must be >= 0"),
+    ("composites count -5", "data composites --root {tmp} --count -5", 2, "--count: must be >= 0"),
+    ("train lr nan", "train --config {cfg} optim.lr=.nan", 2, "optim.lr: must be"),
+    ("train betas", "train --config {cfg} optim.betas=[2,3]", 2, "optim.betas: must be"),
+    ("train texture weight nan", "train --config {cfg} loss.texture_weight=.nan", 2,
+     "loss.texture_weight: must be"),
+    ("train gamma 0", "train --config {cfg} schedule.gamma=0", 2, "schedule.gamma: must be"),
+    ("train nproc 0", "train --config {cfg} --nproc 0", 2, "--nproc: must be >= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "argv", "code", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_line(files, capsys, name, argv, code, message) -> None:
+    cfg = files["tmp"] / "train.yaml"
+    cfg.write_text("model:\n  preset: tiny\n")
+    args = argv.format(cfg=cfg, **files).split()
+    assert _run(args) == code
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1, err
+
+
+def test_unreachable_dask_scheduler_is_named(files, capsys, monkeypatch, demo_ci) -> None:
+    import pipelines.cluster
+
+    monkeypatch.setattr(pipelines.cluster, "CONNECT_TIMEOUT_S", 1)
+    results = demo_ci / "results" / "segmentor_val.segm.json"
+    argv = ["refine-coco", "--results", str(results), "--images", str(demo_ci / "coco/val2017")]
+    argv += ["--checkpoint", "tiny", "-o", str(files["tmp"] / "r.json")]
+    assert _run([*argv, "--dask-address", "tcp://127.0.0.1:9"]) == 2
+    assert "dask scheduler tcp://127.0.0.1:9: unreachable after 1 s" in capsys.readouterr().err
+
+
+def test_an_unforeseen_error_is_one_line_unless_the_traceback_is_asked_for(
+    files, capsys, monkeypatch
+) -> None:
+    import segrefiner.cli.refine
+
+    def broken(args):
+        raise RuntimeError("something odd")
+
+    monkeypatch.setattr(segrefiner.cli.refine, "run", broken)
+    from segrefiner.cli import build_parser
+
+    parser = build_parser()
+    args = ["refine", "--checkpoint", "tiny", "--image", str(files["img"]), "--mask"]
+    args += [str(files["mask"]), "-o", str(files["tmp"] / "o.png")]
+    assert parser.parse_args(args).func is broken
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "error: RuntimeError: something odd (unexpected; SEGREFINER_TRACEBACK=1" in err
+    monkeypatch.setenv("SEGREFINER_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="something odd"):
+        main(args)
+
+
+def test_api_bad_input() -> None:
+    from segrefiner import Refiner
+    from segrefiner.checkpoint import load_model
+    from segrefiner.inference.config import InferenceConfig
+
+    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    empty = refiner.refine_instances(np.zeros((8, 9, 3), np.uint8), np.zeros((0, 8, 9), bool))
+    assert empty.shape == (0, 8, 9) and empty.dtype == bool
+    with pytest.raises(InputError, match="differs from the image size"):
+        refiner.refine_instances(np.zeros((8, 9, 3), np.uint8), np.zeros((0, 7, 9), bool))
+    with pytest.raises(InputError, match="load_model: expected a checkpoint path"):
+        load_model(None)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="device 'tpu'"):
+        Refiner.from_checkpoint("tiny", device="tpu")
+    with pytest.raises(InputError, match="device 'tpu'"):
+        load_model("tiny", device="tpu")
+    for bad in ({"model_size": 0}, {"batch_size": 0}, {"fine_prob_thr": 1.5}, {"area_thr": -1}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            InferenceConfig(**bad)
