@@ -59,7 +59,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a mask file as ``H x W`` ``bool`` (grayscale ``>= 128`` is foreground).
+    """Read a mask file as ``H x W`` ``bool``, by one rule for every kind of mask file:
+
+    * the level of a pixel is its grey value; for colour (RGB, RGBA, palette) files the largest
+      of its red, green and blue values (a red, green or blue mask is foreground where coloured;
+      alpha is ignored);
+    * a file whose levels are all 0 or 1 is a label mask: 1 is foreground;
+    * otherwise 8-bit levels ``>= 128`` are foreground (the official rule for 0/255 masks), and
+      16-bit levels ``>= 32768`` (or ``>= 128`` when no level exceeds 255: 8-bit values
+      stored in a 16-bit file).
 
     ``shape`` (H, W), when given, must match the mask's size, else :class:`InputError`.
     """
@@ -69,15 +77,39 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     try:
         with Image.open(path) as im:
             im.load()
-            gray = np.asarray(im.convert("L"), dtype=np.uint8)
+            levels = mask_levels(im)
     except _UNREADABLE as exc:
         raise InputError(f"{path}: unreadable mask ({_reason(exc)})") from exc
-    if shape is not None and gray.shape != tuple(shape):
+    if shape is not None and levels.shape != tuple(shape):
         raise InputError(
-            f"{path}: mask size {gray.shape[1]}x{gray.shape[0]} (WxH) differs from the image "
-            f"size {shape[1]}x{shape[0]}"
+            f"{path}: mask size {levels.shape[1]}x{levels.shape[0]} (WxH) differs from the "
+            f"image size {shape[1]}x{shape[0]}"
         )
-    return gray >= MASK_THRESHOLD
+    return binarize_levels(levels)
+
+
+def mask_levels(im: Image.Image) -> np.ndarray:
+    """The per-pixel level of an opened mask image (see :func:`read_mask`): ``H x W`` integers."""
+    if im.mode == "1":
+        return np.asarray(im, dtype=np.uint8)
+    if im.mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).max(axis=2)
+    if im.mode in ("LA", "La"):
+        im = im.convert("L")
+    if im.mode == "F":
+        raise InputError("floating-point mask files are not read; save 8-bit 0/255 or 0/1")
+    return np.asarray(im)
+
+
+def binarize_levels(levels: np.ndarray) -> np.ndarray:
+    """Foreground of mask levels by the rule of :func:`read_mask`."""
+    levels = np.asarray(levels)
+    top = int(levels.max()) if levels.size else 0
+    if top <= 1:
+        return levels == 1
+    if top > 255:
+        return levels >= 32768
+    return levels >= MASK_THRESHOLD
 
 
 @contextlib.contextmanager

@@ -1,0 +1,68 @@
+"""One rule for reading masks (segrefiner.io.read_mask): label, 8-bit, 16-bit, colour, 1-bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segrefiner.errors import InputError
+from segrefiner.io import read_mask
+
+SQUARE = np.zeros((12, 10), bool)
+SQUARE[2:7, 3:8] = True
+
+
+def _save(path, array, mode=None):
+    im = Image.fromarray(array)
+    if mode is not None:
+        im = im.convert(mode)
+    im.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "mode"),
+    [
+        ("label 0/1, 8-bit", SQUARE.astype(np.uint8), None),
+        ("0/255, 8-bit", SQUARE.astype(np.uint8) * 255, None),
+        ("soft 8-bit", np.where(SQUARE, 200, 40).astype(np.uint8), None),
+        ("label 0/1, 16-bit", SQUARE.astype(np.uint16), None),
+        ("0/65535, 16-bit", SQUARE.astype(np.uint16) * 65535, None),
+        ("0/255 stored in 16 bits", SQUARE.astype(np.uint16) * 255, None),
+        ("1-bit", SQUARE.astype(np.uint8) * 255, "1"),
+        ("grey as RGB", np.repeat((SQUARE.astype(np.uint8) * 255)[..., None], 3, axis=2), None),
+        ("red", np.stack([SQUARE * 255, SQUARE * 0, SQUARE * 0], axis=2).astype(np.uint8), None),
+        ("blue", np.stack([SQUARE * 0, SQUARE * 0, SQUARE * 200], axis=2).astype(np.uint8), None),
+        (
+            "RGBA",
+            np.stack([SQUARE * 255] * 3 + [np.full(SQUARE.shape, 255)], axis=2).astype(np.uint8),
+            None,
+        ),
+    ],
+)
+def test_every_kind_of_mask_file_reads_as_the_same_square(tmp_path, name, array, mode) -> None:
+    path = _save(tmp_path / "m.png", array, mode)
+    np.testing.assert_array_equal(read_mask(path), SQUARE, err_msg=name)
+
+
+def test_palette_masks_use_their_colours(tmp_path) -> None:
+    # a VOC-style label PNG: index 0 black, index 1 a dark green (level 128)
+    im = Image.fromarray(SQUARE.astype(np.uint8), mode="P")
+    im.putpalette([0, 0, 0, 0, 128, 0] + [0, 0, 0] * 254)
+    im.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "p.png"), SQUARE)
+
+
+def test_empty_and_low_levels(tmp_path) -> None:
+    assert not read_mask(_save(tmp_path / "e.png", np.zeros((4, 4), np.uint8))).any()
+    # levels above 1 but below 128 everywhere: an 8-bit mask with no foreground
+    dim = np.where(SQUARE, 100, 0).astype(np.uint8)
+    assert not read_mask(_save(tmp_path / "d.png", dim)).any()
+
+
+def test_float_masks_are_refused_by_name(tmp_path) -> None:
+    path = tmp_path / "f.tiff"
+    Image.fromarray(SQUARE.astype(np.float32)).save(path)
+    with pytest.raises(InputError, match=r"f\.tiff: unreadable mask \(floating-point"):
+        read_mask(path)
