@@ -58,6 +58,7 @@ from segrefiner.inference.instance import (
     prepare_instances,
 )
 from segrefiner.io import read_image, read_json, write_json
+from segrefiner.locking import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -325,17 +326,24 @@ def refine_coco(
     """
     output = Path(output)
     work = Path(work_dir) if work_dir else output.with_name(output.stem + ".work")
-    shards = prepare_refine_coco(
-        results, annotations, image_root, work, config, num_shards=num_shards, overwrite=overwrite
-    )
-    run_refine_shards(
-        run_refine_coco_shard,
-        shards,
-        work,
-        config,
-        dask_address=dask_address,
-        n_workers=n_workers,
-        dask_threads=dask_threads,
-        progress=progress,
-    )
-    return finalize_refine_coco(work, output)
+    with folder_lock(work, f"refining into {output}"):
+        shards = prepare_refine_coco(
+            results,
+            annotations,
+            image_root,
+            work,
+            config,
+            num_shards=num_shards,
+            overwrite=overwrite,
+        )
+        run_refine_shards(
+            run_refine_coco_shard,
+            shards,
+            work,
+            config,
+            dask_address=dask_address,
+            n_workers=n_workers,
+            dask_threads=dask_threads,
+            progress=progress,
+        )
+        return finalize_refine_coco(work, output)

@@ -49,6 +49,7 @@ from segrefiner.errors import InputError
 from segrefiner.inference import item_generator
 from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
 from segrefiner.io import read_image, read_json, read_mask, resolve_under, write_json, write_mask
+from segrefiner.locking import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -326,19 +327,20 @@ def refine_hr(
     if not records:
         raise InputError("nothing to refine: the listing is empty")
     work = Path(work_dir) if work_dir else Path(out_dir) / ".work"
-    shards = prepare_refine_hr(
-        records, out_dir, work, config, num_shards=num_shards, overwrite=overwrite
-    )
-    run_refine_shards(
-        run_refine_hr_shard,
-        shards,
-        work,
-        config,
-        dask_address=dask_address,
-        n_workers=n_workers,
-        dask_threads=dask_threads,
-        progress=progress,
-    )
-    summary = finalize_refine_hr(work)
+    with folder_lock(out_dir, "refining into it"):
+        shards = prepare_refine_hr(
+            records, out_dir, work, config, num_shards=num_shards, overwrite=overwrite
+        )
+        run_refine_shards(
+            run_refine_hr_shard,
+            shards,
+            work,
+            config,
+            dask_address=dask_address,
+            n_workers=n_workers,
+            dask_threads=dask_threads,
+            progress=progress,
+        )
+        summary = finalize_refine_hr(work)
     summary["out_dir"] = str(out_dir)
     return summary

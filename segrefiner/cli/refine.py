@@ -20,6 +20,7 @@ from pathlib import Path
 from segrefiner.cli.argtypes import non_negative_int, positive_int
 from segrefiner.errors import InputError, SegRefinerError
 from segrefiner.io import read_image, read_mask, write_mask
+from segrefiner.locking import folder_lock
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -77,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if many and (args.images is None or args.masks is None):
         raise InputError("--images and --masks go together")
     if many:
+        out = args.output.resolve()
+        for folder, what in ((args.images, "--images"), (args.masks, "--masks")):
+            if out == folder.resolve():
+                raise InputError(
+                    f"-o {args.output}: the same folder as {what}; the outputs would replace "
+                    "the inputs"
+                )
         pairs = match_folder(args.images, args.masks)  # fail fast, before loading a model
     refiner = _build_refiner(args)
     if single:
@@ -124,6 +132,14 @@ def match_folder(images: Path, masks: Path) -> list[tuple[Path, Path | None]]:
     image_files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not image_files:
         raise InputError(f"{images}: no images found")
+    seen: dict[str, Path] = {}
+    for p in image_files:  # one output per stem: two images of one stem would collide
+        if p.stem in seen:
+            raise InputError(
+                f"{images}: two images share the stem {p.stem!r} ({seen[p.stem].name}, "
+                f"{p.name}); their outputs would collide"
+            )
+        seen[p.stem] = p
     mask_files = {}
     for p in sorted(masks.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -157,7 +173,11 @@ def _refine_one(
 def _refine_folder(refiner, pairs, out_dir: Path, mode: str, overwrite: bool) -> int:
     from tqdm import tqdm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, "refining into it"):
+        return _refine_pairs(refiner, pairs, out_dir, mode, overwrite, tqdm)
+
+
+def _refine_pairs(refiner, pairs, out_dir: Path, mode: str, overwrite: bool, tqdm) -> int:
     failed: list[str] = []
     skipped = done = 0
     for image_path, mask_path in tqdm(pairs, desc="refine", unit="img", file=sys.stderr):

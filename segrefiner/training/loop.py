@@ -38,6 +38,7 @@ from segrefiner.config import flatten
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError, TrainingError
 from segrefiner.io import atomic_path, write_json
+from segrefiner.locking import folder_lock
 from segrefiner.model import DenoiseUNet, build_unet
 from segrefiner.training import distributed
 from segrefiner.training.batching import PositionDataset, collate_crops
@@ -286,6 +287,14 @@ class _Run:
 
     def run(self, until: int | None) -> TrainResult:
         started = time.perf_counter()
+        ctx = self.ctx
+        # One training per checkpoint.dir: a second one would interleave metrics and overwrite
+        # the model. Held by the main process for the whole run.
+        lock = folder_lock(self.run_dir, "training into it") if ctx.is_main else nullcontext()
+        with lock:
+            return self._locked_run(until, started)
+
+    def _locked_run(self, until: int | None, started: float) -> TrainResult:
         config, ctx = self.config, self.ctx
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -192,3 +192,14 @@ def test_non_finite_weights_are_never_written_or_loaded(tmp_path) -> None:
     torch.save(obj, tmp_path / "inf.pt")
     with pytest.raises(CheckpointError, match=rf"non-finite weights .*{key}"):
         load_checkpoint(tmp_path / "inf.pt")
+
+
+def test_training_into_a_busy_checkpoint_dir_is_refused(lvis_root, tmp_path) -> None:
+    from segrefiner.locking import FolderBusyError, folder_lock
+
+    run = tmp_path / "run"
+    config = load_train_config(None, tiny_overrides(lvis_root, run))
+    with folder_lock(run, "another training"):
+        with pytest.raises(FolderBusyError, match="training into it refused"):
+            train(config)
+    assert not (run / "config.yaml").exists() and not (run / "metrics.jsonl").exists()
