@@ -4,13 +4,17 @@ Two runs into one output folder (or one training ``checkpoint.dir``) would inter
 files; the second is refused with a line naming the holder. The lock is an ``flock`` on an
 open file, so the system releases it when the holder exits, however it exits: there is no
 stale lock to clean up after a kill. The file keeps a line describing the last holder.
+Taking the lock also removes the temporary files a killed writer left behind (a resumed run
+starts clean).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -19,7 +23,12 @@ from pathlib import Path
 
 from segrefiner.errors import InputError
 
-__all__ = ["LOCK_NAME", "FolderBusyError", "folder_lock"]
+__all__ = ["LOCK_NAME", "FolderBusyError", "folder_lock", "remove_stale_temps"]
+
+log = logging.getLogger(__name__)
+
+# The names segrefiner.io.atomic_path gives its temporary files: ".<stem>.<8 random>.tmp<suffix>".
+_TEMP = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 LOCK_NAME = ".segrefiner.lock"
 
@@ -58,6 +67,21 @@ def folder_lock(folder: str | os.PathLike, what: str = "this run") -> Iterator[P
             f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({command})\n"
         )
         fh.flush()
+        removed = remove_stale_temps(folder)
+        if removed:
+            log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
         yield folder / LOCK_NAME
     finally:
         fh.close()  # releases the lock
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove the temporary files an interrupted writer left in ``folder`` and its sub-folders
+    (only names :func:`segrefiner.io.atomic_path` makes); call while holding its lock.
+    Returns how many were removed."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp*"):
+        if path.is_file() and _TEMP.match(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

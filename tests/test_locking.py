@@ -103,3 +103,17 @@ def test_refine_coco_refuses_a_busy_work_dir(demo_ci, tmp_path) -> None:
                 RefineConfig(checkpoint="tiny"),
             )
     assert not output.exists()
+
+
+def test_taking_the_lock_removes_what_a_killed_writer_left(tmp_path) -> None:
+    out = tmp_path / "out"
+    (out / "DIS-VD").mkdir(parents=True)
+    left = [out / ".a.k3j_9x0q.tmp.png", out / "DIS-VD" / ".b.zz11aa22.tmp.png"]
+    for path in left:
+        path.write_bytes(b"")  # a 0-byte temporary file: the writer was killed before writing
+    kept = [out / "a.png", out / ".hidden.tmp.notes", out / "DIS-VD" / "b.png"]
+    for path in kept:
+        path.write_bytes(b"x")
+    with folder_lock(out):
+        assert not any(p.exists() for p in left)
+        assert all(p.exists() for p in kept)
