@@ -44,7 +44,7 @@ from segrefiner.data.folders import (
     read_pairs,
 )
 from segrefiner.errors import InputError
-from segrefiner.io import write_json, write_mask
+from segrefiner.io import read_mask, write_json, write_mask
 
 __all__ = [
     "KINDS",
@@ -102,6 +102,9 @@ class CoarseHRConfig:
                 "move_rate": self.move_rate,
             },
             "seeding": "SeedSequence([seed, blake2b64(sample_id), blake2b64(kind)])",
+            # As the official script (gt x 255 in uint8 arithmetic): any non-zero level of the
+            # ground truth is foreground, so anti-aliased edges count.
+            "gt_foreground": "nonzero",
         }
 
 
@@ -335,6 +338,7 @@ def _run_sample(
         if record.gt is None:
             raise InputError(f"{record.image}: sample has no ground-truth mask")
         sample = load_sample(record)
+        gt = read_mask(record.gt, shape=sample.gt.shape, foreground="nonzero")
     except InputError as exc:
         for kind in KINDS:
             store.delete_mask(kind, record.sample_id)
@@ -353,7 +357,7 @@ def _run_sample(
         "image": _relative(record.image, root),
         "gt": _relative(record.gt, root),
     }
-    for kind, mask in _make_masks(sample.gt, record.sample_id, config).items():
+    for kind, mask in _make_masks(gt, record.sample_id, config).items():
         store.write_mask(kind, record.sample_id, mask, attrs=source)
     return {
         "sample_id": record.sample_id,

@@ -15,10 +15,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segrefiner.errors import InputError
 
@@ -46,19 +46,27 @@ def _reason(exc: BaseException) -> str:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` ``uint8`` RGB (grayscale/RGBA are converted)."""
+    """Read an image file as ``H x W x 3`` ``uint8`` RGB (grayscale/RGBA are converted; EXIF
+    orientation applied, as the official reader does)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: image file not found")
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            # As the official reader (mmcv imdecode, flag "color", i.e. cv2.IMREAD_COLOR): a
+            # JPEG's EXIF orientation is applied, so pixels are as a viewer shows them.
+            upright = ImageOps.exif_transpose(im)
+            return np.asarray(upright.convert("RGB"), dtype=np.uint8).copy()
     except _UNREADABLE as exc:
         raise InputError(f"{path}: unreadable image ({_reason(exc)})") from exc
 
 
-def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    path: str | os.PathLike,
+    shape: tuple[int, int] | None = None,
+    foreground: Literal["levels", "nonzero"] = "levels",
+) -> np.ndarray:
     """Read a mask file as ``H x W`` ``bool``, by one rule for every kind of mask file:
 
     * the level of a pixel is its grey value; for colour (RGB, RGBA, palette) files the largest
@@ -69,11 +77,15 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
       16-bit levels ``>= 32768`` (or ``>= 128`` when no level exceeds 255: 8-bit values
       stored in a 16-bit file).
 
-    ``shape`` (H, W), when given, must match the mask's size, else :class:`InputError`.
+    ``foreground="nonzero"`` makes every non-zero level foreground instead (the official
+    offline coarse-mask script reads ground truths so). ``shape`` (H, W), when given, must
+    match the mask's size, else :class:`InputError`.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: mask file not found")
+    if foreground not in ("levels", "nonzero"):
+        raise InputError(f"foreground: expected 'levels' or 'nonzero', got {foreground!r}")
     try:
         with Image.open(path) as im:
             im.load()
@@ -85,7 +97,7 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
             f"{path}: mask size {levels.shape[1]}x{levels.shape[0]} (WxH) differs from the "
             f"image size {shape[1]}x{shape[0]}"
         )
-    return binarize_levels(levels)
+    return levels > 0 if foreground == "nonzero" else binarize_levels(levels)
 
 
 def mask_levels(im: Image.Image) -> np.ndarray:

@@ -132,7 +132,8 @@ class LogConfig:
 class RuntimeConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA only
+    # fp32 as the official training; bf16 (autocast) and auto (bf16 on CUDA only) are opt-in
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     nproc: int = 0  # processes per node for torchrun; 0: one per GPU (1 without GPUs)
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
     threads: int = 0  # torch intra-op threads per process; 0 leaves torch's default

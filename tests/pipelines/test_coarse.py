@@ -104,7 +104,8 @@ def test_masks_are_the_library_degradation(hr_root, one_shard) -> None:
     store = MaskStore.open(one_shard[0])
     params = CoarseHRConfig(data_root=str(root), seed=5).generator()["params"]
     for sid in good:
-        gt = read_mask(root / store.mask_attrs("coarse", sid)["gt"])
+        # the official script's reading: any non-zero grey level is foreground
+        gt = np.asarray(Image.open(root / store.mask_attrs("coarse", sid)["gt"]).convert("L")) > 0
         expected = {
             "coarse": modify_boundary(gt, sample_rng(5, sid, "coarse"), **params),
             "coarse_expand": modify_boundary_expand(
@@ -114,6 +115,27 @@ def test_masks_are_the_library_degradation(hr_root, one_shard) -> None:
         for kind, mask in expected.items():
             assert np.array_equal(store.read_mask(kind, sid), mask), (kind, sid)
         assert not np.array_equal(expected["coarse"], gt)
+
+
+def test_anti_aliased_edges_are_foreground_as_in_the_official_script(tmp_path) -> None:
+    gt = np.zeros((64, 64), np.uint8)
+    gt[16:48, 16:48] = 255
+    gt[15, 16:48] = gt[48, 16:48] = 60  # a soft edge: below 128, above 0
+    (tmp_path / "data/photos").mkdir(parents=True)
+    (tmp_path / "data/labels").mkdir(parents=True)
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "data/photos/s.png")
+    Image.fromarray(gt).save(tmp_path / "data/labels/s.png")
+    generate_coarse_hr(
+        tmp_path / "data", tmp_path / "s.zarr", images="photos", masks="labels", seed=2, **THREADS
+    )
+    store = MaskStore.open(tmp_path / "s.zarr")
+    params = CoarseHRConfig(data_root=str(tmp_path / "data"), seed=2).generator()["params"]
+    (sid,) = [row["sample_id"] for row in read_manifest(tmp_path / "s.zarr")]
+    expected = modify_boundary(gt > 0, sample_rng(2, sid, "coarse"), **params)
+    assert np.array_equal(store.read_mask("coarse", sid), expected)
+    assert not np.array_equal(
+        expected, modify_boundary(gt >= 128, sample_rng(2, sid, "coarse"), **params)
+    )
 
 
 def test_store_attrs(hr_root, one_shard) -> None:

@@ -1,4 +1,4 @@
-"""One rule for reading masks (segrefiner.io.read_mask): label, 8-bit, 16-bit, colour, 1-bit."""
+"""How files are read: one rule for masks (label, 8-bit, 16-bit, colour, 1-bit) and upright images."""
 
 from __future__ import annotations
 
@@ -66,3 +66,22 @@ def test_float_masks_are_refused_by_name(tmp_path) -> None:
     Image.fromarray(SQUARE.astype(np.float32)).save(path)
     with pytest.raises(InputError, match=r"f\.tiff: unreadable mask \(floating-point"):
         read_mask(path)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_images_are_read_upright_as_the_official_reader_reads_them(tmp_path, orientation) -> None:
+    import cv2
+
+    from segrefiner.io import read_image
+
+    rng = np.random.default_rng(orientation)
+    pixels = np.kron(rng.integers(0, 255, (4, 6, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    ours = read_image(path)
+    official = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert ours.shape == official.shape
+    assert ours.shape[:2] == ((48, 32) if orientation in (6, 8) else (32, 48))
+    assert np.abs(ours.astype(int) - official.astype(int)).max() <= 3  # JPEG decoders differ
