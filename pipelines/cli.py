@@ -256,6 +256,7 @@ def run_refine_dataset(args: argparse.Namespace) -> int:
         return 1
     print(
         f"refined {summary['ok']} of {summary['samples']} images ({summary['empty']} empty coarse, "
-        f"{summary['failed']} failed and passed through) -> {args.output}"
+        f"{summary['failed']} failed, of which {summary['passed_through']} passed through) "
+        f"-> {args.output}"
     )
     return 0

@@ -14,8 +14,9 @@ atomically). Work directory (``<out_dir>/.work`` unless given)::
 Memory stays bounded on any image size: ``pack_images`` images are in flight at a time and the
 local step keeps one batch of patch probabilities alive (``batch_size``); a CUDA
 out-of-memory error halves the batch.
-A sample that still fails is passed through (its coarse mask is written as the output when it
-can be read) and listed with its reason.
+A sample that still fails is passed through (its coarse mask is written as the output when the
+image cannot be read but the mask can) and listed with its reason; a coarse mask of another size
+than its image writes no output.
 """
 
 from __future__ import annotations
@@ -159,13 +160,16 @@ def _load(sample: dict) -> tuple[np.ndarray | None, np.ndarray | None, str | Non
     refined, ``(None, coarse or None, reason)``."""
     try:
         image = read_image(sample["image"])
-        return image, read_mask(sample["coarse"], shape=image.shape[:2]), None
     except InputError as exc:
         try:  # pass the coarse mask through when it can be read
             coarse = read_mask(sample["coarse"])
         except InputError:
             coarse = None
         return None, coarse, str(exc)
+    try:
+        return image, read_mask(sample["coarse"], shape=image.shape[:2]), None
+    except InputError as exc:  # unreadable, or not the image's size: nothing to pass through
+        return None, None, str(exc)
 
 
 def _refine_group(
@@ -302,6 +306,7 @@ def finalize_refine_hr(work_dir: str | os.PathLike) -> dict[str, Any]:
         "ok": sum(r["status"] == "ok" for r in rows),
         "empty": sum(r["status"] == "empty" for r in rows),
         "failed": sum(r["status"] == "failed" for r in rows),
+        "passed_through": sum(r["status"] == "failed" and r["written"] for r in rows),
         "shards": len(parts),
     }
     write_json(work / "manifest.json", {"summary": summary, "samples": rows}, indent=1)

@@ -124,6 +124,15 @@ def binarize_levels(levels: np.ndarray) -> np.ndarray:
     return levels >= MASK_THRESHOLD
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import: os.umask is process-wide, not thread-safe
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -148,6 +157,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs follow the umask
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -64,11 +64,41 @@ def test_failed_sample_passes_coarse_through(demo_ci: Path, tmp_path: Path) -> N
     out = tmp_path / "out"
     summary = refine_hr(records, out, CONFIG)
     assert summary["failed"] == 1 and summary["ok"] == len(records) - 1
+    assert summary["passed_through"] == 1
     rows = json.loads((out / ".work" / "manifest.json").read_text())["samples"]
     bad = next(r for r in rows if r["sample_id"] == records[0].sample_id)
     assert "unreadable image" in bad["reason"] and bad["written"]
     written = read_mask(out / records[0].split / f"{records[0].name}.png")
     assert np.array_equal(written, read_mask(records[0].coarse))
+
+
+def test_a_coarse_mask_of_another_size_fails_and_writes_nothing(
+    demo_ci: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_ci / "dis", data / "dis")
+    records = list_samples("dis", data)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(records[0].coarse)
+    out = tmp_path / "out"
+    summary = refine_hr(records, out, CONFIG)
+    assert summary["failed"] == 1 and summary["passed_through"] == 0
+    rows = json.loads((out / ".work" / "manifest.json").read_text())["samples"]
+    bad = next(r for r in rows if r["sample_id"] == records[0].sample_id)
+    assert "differs from the image size" in bad["reason"] and not bad["written"]
+    assert not (out / records[0].split / f"{records[0].name}.png").exists()
+
+
+def test_outputs_follow_the_umask(demo_ci: Path, tmp_path: Path) -> None:
+    import stat
+
+    import segrefiner.io
+
+    records = list_samples("big", demo_ci, folder="big/test")[:1]
+    refine_hr(records, tmp_path / "out", CONFIG)
+    (png,) = (tmp_path / "out").glob("*.png")
+    assert stat.S_IMODE(png.stat().st_mode) == 0o666 & ~segrefiner.io._UMASK
 
 
 def test_listing_errors(demo_ci: Path, tmp_path: Path) -> None:
