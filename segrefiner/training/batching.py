@@ -81,7 +81,9 @@ def collate_crops(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ``patch_*``. The batch is ``image`` float32 (C, 3, S, S), ``gt`` and ``coarse`` float32
     (C, 1, S, S), with HR object crops first and patches after them (as the official
     ``get_train_input``), plus per-crop ``positions`` and ``slots`` (long (C,)) for the
-    diffusion generators, and per-sample ``names``, ``skipped`` and ``notes``.
+    diffusion generators, ``exact`` (bool (C,): crops trained at t = 0 with their coarse mask
+    as the network's input, see :func:`segrefiner.training.loop.training_step`), and
+    per-sample ``names``, ``skipped`` and ``notes``.
     """
     if "image" in samples[0]:
         groups = [("", 0)]
@@ -96,6 +98,10 @@ def collate_crops(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         [s["position"] for _, _ in groups for s in samples], dtype=torch.long
     )
     out["slots"] = torch.tensor([slot for _, slot in groups for _ in samples], dtype=torch.long)
+    out["exact"] = torch.tensor(
+        [bool(s.get(prefix + "exact", False)) for prefix, _ in groups for s in samples],
+        dtype=torch.bool,
+    )
     out["names"] = [s["name"] for s in samples]
     out["skipped"] = [reason for s in samples for reason in s["skipped"]]
     out["notes"] = [note for s in samples for note in s["notes"]]

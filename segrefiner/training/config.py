@@ -56,8 +56,9 @@ class HRDataConfig:
     # Not in the official recipe: with this probability the patch's coarse mask is what the
     # global pass hands the local step at inference, a whole-image mask resampled (nearest)
     # to ``global_size`` and back: the ground truth or the offline coarse mask (even odds).
-    # The local step then learns to undo the global pass's staircase (see benchmarks/
-    # hr_diagnosis.py). 0 keeps the official recipe and its random draws.
+    # Such a patch is trained exactly as the local step infers (t = 0, the whole resampled
+    # mask as the network's mask input), so the local step learns to undo the global pass's
+    # staircase (see benchmarks/hr_diagnosis.py). 0 keeps the official recipe and its draws.
     global_patch_prob: float = 0.0
     global_size: int = 256
 

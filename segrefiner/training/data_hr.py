@@ -14,7 +14,9 @@ Per image (all draws from the sample's generator, in this order):
    ``online_patch_prob``, a fresh :func:`~segrefiner.data.degrade.modify_boundary` of the
    ground-truth patch, else the same crop of the offline mask; with ``global_patch_prob`` > 0
    (not official) it is instead, with that probability, the crop of the ground truth or of
-   the offline mask resampled as the global pass resamples it (:func:`global_resampled`);
+   the offline mask resampled as the global pass resamples it (:func:`global_resampled`),
+   and that patch is trained as the local step runs at inference: at t = 0 with the whole
+   resampled mask as the network's mask input (``patch_exact``), not a forward-process mix;
 5. both crops resized to ``crop_size``, one flip decision for both, normalised.
 """
 
@@ -202,6 +204,8 @@ class HRTrainingSet(PositionDataset):
             flip=flip,
             coarse_kind=kind,
             patch_source=patch_source,
+            # a global-pass patch trains as the local step infers: t = 0, x_t = its coarse mask
+            patch_exact=patch_source.startswith("global-"),
             notes=notes,
         )
         return out

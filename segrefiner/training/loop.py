@@ -143,8 +143,13 @@ def training_step(
     *,
     bf16: bool = False,
     weight_average: WeightAverage | None = None,
+    exact: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One optimiser step on a batch of crops.
+
+    ``exact`` (bool (C,), optional): crops trained as the HR local step infers, at t = 0 with
+    their whole coarse mask as the network's mask input instead of a forward-process sample
+    (their random draws are still made, so the other crops' draws do not change).
 
     ``image``: float (C, 3, S, S) normalised; ``fine``/``coarse``: float (C, 1, S, S) in
     {0, 1}; ``generators``: one CPU generator per crop, for its step ``t`` and its
@@ -153,6 +158,10 @@ def training_step(
     """
     t = draw_steps(list(generators), diffusion.num_steps).to(image.device)
     x_t = diffusion.q_sample(fine, coarse, t, generators)
+    if exact is not None and bool(exact.any()):
+        exact = exact.to(image.device)
+        t = torch.where(exact, torch.zeros_like(t), t)
+        x_t = torch.where(exact.view(-1, 1, 1, 1), coarse, x_t)
     autocast = torch.autocast(image.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
         logits = net(torch.cat([image, x_t], dim=1), t)
@@ -281,6 +290,7 @@ class _Run:
             config,
             bf16=self.bf16,
             weight_average=self.weight_average,
+            exact=batch.get("exact"),
         )
 
     # ------------------------------------------------------------------ the run

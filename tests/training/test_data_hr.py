@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from segrefiner.errors import InputError
 from segrefiner.training.batching import collate_crops
@@ -200,3 +201,56 @@ def test_folder_source_layout_and_store_requirement(hr_root) -> None:
         source.get("dis/DIS-TR/nope", "coarse")
     with pytest.raises(InputError, match=r"pipelines/train\.py"):
         HRTrainingSet.from_config(_config(hr_root, coarse="store", coarse_store="x.zarr"), 0)
+
+
+def test_global_patches_are_flagged_exact_and_collated(hr_root) -> None:
+    ds = HRTrainingSet.from_config(_config(hr_root, global_patch_prob=0.5), seed=3)
+    samples = [ds[p] for p in range(8)]
+    batch = collate_crops(samples)
+    n = len(samples)
+    assert batch["exact"].dtype == torch.bool and batch["exact"].shape == (2 * n,)
+    assert not batch["exact"][:n].any()  # object crops: the forward process, as official
+    expected = [s["patch_source"].startswith("global-") for s in samples]
+    assert batch["exact"][n:].tolist() == expected and any(expected) and not all(expected)
+
+
+def test_exact_crops_see_t0_and_their_whole_coarse_mask() -> None:
+    from segrefiner.diffusion import DiscreteDiffusion
+    from segrefiner.training.config import TrainConfig
+    from segrefiner.training.loop import training_step
+
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, t):
+            seen["x"], seen["t"] = x.detach().clone(), t.clone()
+            return x[:, 3:4] * 0 + self.w
+
+    gen = torch.Generator().manual_seed(0)
+    fine = (torch.rand(4, 1, 16, 16, generator=gen) < 0.5).float()
+    coarse = 1 - fine  # every pixel differs: a forward-process sample is never all coarse
+    image = torch.zeros(4, 3, 16, 16)
+    net = Recorder()
+    config = TrainConfig()
+    exact = torch.tensor([False, True, False, True])
+
+    def run(flags):
+        gens = [torch.Generator().manual_seed(i) for i in range(4)]
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+        training_step(
+            net, optimizer, DiscreteDiffusion(), image, fine, coarse, gens, config, exact=flags
+        )
+        return seen["x"][:, 3:4], seen["t"]
+
+    x_plain, t_plain = run(None)
+    x_exact, t_exact = run(exact)
+    assert t_exact[exact].tolist() == [0, 0]
+    assert torch.equal(x_exact[exact], coarse[exact])
+    # the other crops keep their draws exactly
+    assert torch.equal(t_exact[~exact], t_plain[~exact])
+    assert torch.equal(x_exact[~exact], x_plain[~exact])
+    assert not torch.equal(x_plain[exact], coarse[exact])
