@@ -6,7 +6,6 @@ task); the first shard a worker runs loads it, later shards reuse it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -15,27 +14,13 @@ import torch
 
 from segrefiner.checkpoint import load_checkpoint
 from segrefiner.inference import InferenceConfig
+from segrefiner.io import file_sha256
 from segrefiner.model import PRESETS, DenoiseUNet, get_preset
 
 __all__ = ["checkpoint_id", "file_sha256", "load_cached_model"]
 
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str], tuple[DenoiseUNet, InferenceConfig]] = {}
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (cached per process by path, size and mtime)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def checkpoint_id(checkpoint: str | os.PathLike) -> str:

@@ -9,10 +9,12 @@ Conventions used across the project:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -217,3 +219,25 @@ def resolve_under(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     if candidate != root_path and root_path not in candidate.parents:
         raise InputError(f"{relative}: path resolves outside the data root {root_path}")
     return candidate
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (cached per process by path, size and mtime)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _HASHES_LOCK:
+        known = _HASHES.get(key)
+    if known is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        known = digest.hexdigest()
+        with _HASHES_LOCK:
+            _HASHES[key] = known
+    return known

@@ -1,4 +1,4 @@
-"""One writer per output folder / checkpoint dir: the second run is refused, naming the holder."""
+"""One writer per output folder / checkpoint dir, and outputs that carry the settings that made them."""
 
 from __future__ import annotations
 
@@ -75,7 +75,12 @@ def test_refine_folder_form_refuses_a_busy_output_and_unsafe_folders(tmp_path, c
     assert "out: in use by pid" in capsys.readouterr().err
     assert not (out / "a.png").exists()
     assert main([*argv, "-o", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"a.png", "b.png", ".segrefiner.lock"}
+    assert {p.name for p in out.iterdir()} == {
+        "a.png",
+        "b.png",
+        ".segrefiner.lock",
+        ".segrefiner-run.json",
+    }
     assert main([*argv, "-o", str(masks), "--overwrite"]) == 2
     assert "the same folder as --masks" in capsys.readouterr().err
 
@@ -117,3 +122,21 @@ def test_taking_the_lock_removes_what_a_killed_writer_left(tmp_path) -> None:
     with folder_lock(out):
         assert not any(p.exists() for p in left)
         assert all(p.exists() for p in kept)
+
+
+def test_refine_folder_outputs_carry_their_settings(tmp_path, capsys) -> None:
+    images, masks = _folder(tmp_path, [("a", ".png"), ("b", ".png")])
+    out = tmp_path / "out"
+    argv = ["refine", "--checkpoint", "tiny", "--model-size", "32", "--images", str(images)]
+    argv += ["--masks", str(masks), "-o", str(out)]
+    assert main(argv) == 0
+    first = (out / "a.png").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 0  # same settings: a resume keeps them
+    assert "refined 0, kept 2 existing" in capsys.readouterr().out
+    assert main([*argv, "--seed", "1"]) == 2  # other settings: never kept as this run's
+    assert "(made with another seed); --overwrite redoes them" in capsys.readouterr().err
+    assert (out / "a.png").read_bytes() == first
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert main([*argv, "--seed", "1"]) == 0
+    assert "kept 2 existing" in capsys.readouterr().out

@@ -118,6 +118,7 @@ def _build_refiner(args: argparse.Namespace):
             seed=args.seed,
             config=refiner.config.replace(model_size=args.model_size),
         )
+    refiner.checkpoint = checkpoint  # for the folder form's fingerprint
     return refiner
 
 
@@ -174,7 +175,53 @@ def _refine_folder(refiner, pairs, out_dir: Path, mode: str, overwrite: bool) ->
     from tqdm import tqdm
 
     with folder_lock(out_dir, "refining into it"):
+        _check_fingerprint(out_dir, _fingerprint(refiner, mode), overwrite)
         return _refine_pairs(refiner, pairs, out_dir, mode, overwrite, tqdm)
+
+
+FINGERPRINT = ".segrefiner-run.json"
+
+
+def _fingerprint(refiner, mode: str) -> dict:
+    """What the folder's outputs depend on besides their inputs."""
+    import dataclasses
+
+    from segrefiner.io import file_sha256
+
+    checkpoint = getattr(refiner, "checkpoint", None)
+    model = (
+        f"sha256:{file_sha256(checkpoint)}"
+        if checkpoint is not None and Path(checkpoint).is_file()
+        else f"preset:{checkpoint}"
+    )
+    return {
+        "checkpoint": model,
+        "mode": mode,
+        "seed": refiner.seed,
+        "inference": dataclasses.asdict(refiner.config),
+    }
+
+
+def _check_fingerprint(out_dir: Path, wanted: dict, overwrite: bool) -> None:
+    """Outputs made with another checkpoint or settings are never kept as if they were this
+    run's: refused unless --overwrite (which redoes them all)."""
+    from segrefiner.io import read_json, write_json
+
+    path = out_dir / FINGERPRINT
+    outputs = any(out_dir.glob("*.png"))
+    if not overwrite and outputs:
+        found = read_json(path) if path.is_file() else None
+        if found != wanted:
+            if found is None:
+                why = "no record of the settings that made them"
+            else:
+                keys = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+                why = "made with another " + ", ".join(keys)
+            raise InputError(
+                f"{out_dir}: holds refined masks from another run ({why}); --overwrite redoes "
+                "them, or write to another folder"
+            )
+    write_json(path, wanted, indent=1)
 
 
 def _refine_pairs(refiner, pairs, out_dir: Path, mode: str, overwrite: bool, tqdm) -> int:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segrefiner.errors import InputError
+from segrefiner.io import file_sha256
 
 CACHE_ENV = "SEGREFINER_CACHE"
 DEFAULT_CACHE = Path("~/.cache/segrefiner/downloads")
@@ -137,12 +138,8 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file's bytes (:func:`segrefiner.io.file_sha256`)."""
+    return file_sha256(path)
 
 
 def fetch(source: Source, cache: str | os.PathLike | None = None, offline: bool = False) -> Path:

@@ -64,7 +64,11 @@ def test_folder_form_reports_bad_items_and_resumes(tmp_path: Path, photo, capsys
     assert "refined 1, kept 0 existing, failed 2" in captured.out
     assert "b.png: mask size 10x10" in captured.err
     assert "no mask with stem 'c'" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == [".segrefiner.lock", "a.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".segrefiner-run.json",
+        ".segrefiner.lock",
+        "a.png",
+    ]
     assert main(args) == 1
     assert "refined 0, kept 1 existing, failed 2" in capsys.readouterr().out
 
