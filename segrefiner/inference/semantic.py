@@ -212,11 +212,14 @@ def refine_semantic_group(
     live: list[int] = []
     images, coarses = [], []
     for i, item in enumerate(items):
-        image = check_image(item.image, item.name)
+        label = "" if item.name == "mask" else f"{item.name}: "  # "mask": the unnamed default
+        image = check_image(item.image, f"{label}image")
         height, width = image.shape[:2]
-        coarse = check_masks(item.coarse, (height, width), item.name)
-        if coarse.ndim != 2:
-            raise InputError(f"{item.name}: expected an H x W mask, got shape {coarse.shape}")
+        if np.ndim(item.coarse) != 2:
+            raise InputError(
+                f"{label}coarse: expected an H x W mask, got shape {np.shape(item.coarse)}"
+            )
+        coarse = check_masks(item.coarse, (height, width), f"{label}coarse")
         if int(coarse.sum()) <= config.min_foreground:
             warnings.warn(
                 f"{item.name}: coarse mask has {int(coarse.sum())} <= {config.min_foreground} "

@@ -172,3 +172,21 @@ def test_api_bad_input() -> None:
     for bad in ({"model_size": 0}, {"batch_size": 0}, {"fine_prob_thr": 1.5}, {"area_thr": -1}):
         with pytest.raises(InputError, match=next(iter(bad))):
             InferenceConfig(**bad)
+
+
+def test_api_errors_name_the_argument() -> None:
+    from segrefiner import Refiner
+
+    refiner = Refiner.from_checkpoint("tiny", seed=0)
+    rgb, mask = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), bool)
+    cases = [
+        (lambda: refiner.refine(rgb[..., 0], mask), "^image: expected an H x W x 3"),
+        (lambda: refiner.refine(rgb.astype(np.float32), mask), "^image: expected dtype uint8"),
+        (lambda: refiner.refine(rgb, np.zeros((64, 64, 3), bool)), "^coarse: expected an H x W"),
+        (lambda: refiner.refine(rgb, mask[:32]), "^coarse: mask size 64x32"),
+        (lambda: refiner.refine_instances(rgb[..., 0], mask[None]), "^image: expected"),
+        (lambda: refiner.refine_instances(rgb, mask), "^coarses: expected N x H x W"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()

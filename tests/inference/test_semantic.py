@@ -157,7 +157,10 @@ def test_group_names_the_item_with_a_bad_mask(photo) -> None:
     stacked = SemanticItem(photo, np.zeros((2, *photo.shape[:2]), bool), name="b.png")
     small = SemanticItem(photo, np.zeros((10, 10), bool), name="c.png")
     model, diffusion = build_unet("tiny"), DiscreteDiffusion()
-    with pytest.raises(InputError, match=r"b\.png: expected an H x W mask"):
+    with pytest.raises(InputError, match=r"b\.png: coarse: expected an H x W mask"):
         refine_semantic_group(model, diffusion, [good, stacked], FAST)
-    with pytest.raises(InputError, match=r"c\.png: mask size 10x10"):
+    with pytest.raises(InputError, match=r"c\.png: coarse: mask size 10x10"):
         refine_semantic_group(model, diffusion, [good, small], FAST)
+    gray = SemanticItem(photo[..., 0], blob_mask(photo.shape[:2], (200, 190), 100), name="d.png")
+    with pytest.raises(InputError, match=r"d\.png: image: expected an H x W x 3 RGB array"):
+        refine_semantic_group(model, diffusion, [good, gray], FAST)
