@@ -67,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dis.add_argument("--gt-root", type=Path, required=True, help="folder with <split>/gt")
     dis.add_argument("--pred-root", type=Path, required=True, help="folder with <split>/*.png")
     dis.add_argument("--coarse-root", type=Path, help="folder with <split>/*.png coarse masks")
-    dis.add_argument("--splits", nargs="+", help="splits (default DIS-VD DIS-TE1..TE4)")
+    dis.add_argument(
+        "--splits", nargs="+", help="splits (default: those of DIS-VD, DIS-TE1..TE4 present)"
+    )
     _common(dis)
     dis.set_defaults(func=run_dis)
 
@@ -217,6 +219,7 @@ def _print_folder(report: Any, title: str | None = None) -> None:
     for names, what in (
         (report.missing_predictions, "without a prediction"),
         (report.missing_coarse, "without a coarse mask"),
+        (report.unreadable, "with an unreadable or wrong-size file"),
     ):
         if names:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -245,13 +248,13 @@ def run_masks(args: argparse.Namespace) -> int:
 
 
 def run_dis(args: argparse.Namespace) -> int:
-    from segrefiner.metrics import DIS_SPLITS, evaluate_dis
+    from segrefiner.metrics import evaluate_dis
 
     reports = evaluate_dis(
         args.gt_root,
         args.pred_root,
         args.coarse_root,
-        splits=args.splits or DIS_SPLITS,
+        splits=args.splits,
         strict=not args.lenient,
         workers=args.workers,
     )

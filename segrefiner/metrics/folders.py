@@ -19,6 +19,7 @@ prediction whose size differs from its ground truth is always an error.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,9 @@ class FolderReport:
     missing_predictions: list[str] = field(default_factory=list)
     missing_coarse: list[str] = field(default_factory=list)
     extra_predictions: list[str] = field(default_factory=list)
+    # "<name>: <reason>" of images left out because a file was unreadable or of another size
+    # (only with strict=False; strict stops at the first)
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def delta_iou(self) -> float | None:
@@ -114,6 +118,7 @@ class FolderReport:
             "missing_predictions": list(self.missing_predictions),
             "missing_coarse": list(self.missing_coarse),
             "extra_predictions": list(self.extra_predictions),
+            "unreadable": list(self.unreadable),
             "images": [_row_dict(row) for row in self.rows],
         }
 
@@ -247,12 +252,20 @@ def _read_like(path: Path, gt_path: Path, shape: tuple[int, int]) -> Any:
     return mask
 
 
-def _score_items(items: list[_Item]) -> list[ImageRow]:
-    rows = []
+def _score_items(items: list[_Item], strict: bool = True) -> tuple[list[ImageRow], list[str]]:
+    """Rows of the items; with ``strict=False`` an item with an unreadable or wrong-size file
+    is left out and listed (``"<name>: <reason>"``) instead of stopping the evaluation."""
+    rows, unreadable = [], []
     for item in items:
-        gt = read_mask(item.gt)
-        pred = _read_like(item.pred, item.gt, gt.shape)
-        coarse = _read_like(item.coarse, item.gt, gt.shape) if item.coarse else None
+        try:
+            gt = read_mask(item.gt)
+            pred = _read_like(item.pred, item.gt, gt.shape)
+            coarse = _read_like(item.coarse, item.gt, gt.shape) if item.coarse else None
+        except InputError as exc:
+            if strict:
+                raise
+            unreadable.append(f"{item.name}: {exc}")
+            continue
         masks = [pred] if coarse is None else [pred, coarse]
         bands = band_counts(gt, masks, item.name)
         scores = []
@@ -270,7 +283,7 @@ def _score_items(items: list[_Item]) -> list[ImageRow]:
                 scores[1] if coarse is not None else None,
             )
         )
-    return rows
+    return rows, unreadable
 
 
 def _set_scores(scores: list[MaskScores]) -> SetScores:
@@ -309,7 +322,9 @@ def evaluate_mask_folders(
     )
     with TaskRunner(workers, client) as runner:
         chunks = chunked(items, 4 * runner.slots if runner.parallel else 1)
-        rows = [row for part in runner.map(_score_items, chunks) for row in part]
+        parts = list(runner.map(functools.partial(_score_items, strict=strict), chunks))
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    unreadable = [line for _, part_bad in parts for line in part_bad]
     num_gt = len(items) + len(set(missing_pred) | set(missing_coarse))
     return FolderReport(
         rows=rows,
@@ -321,6 +336,7 @@ def evaluate_mask_folders(
         missing_predictions=missing_pred,
         missing_coarse=missing_coarse,
         extra_predictions=extra,
+        unreadable=unreadable,
     )
 
 
@@ -362,13 +378,23 @@ def evaluate_dis(
     dis_root: str | os.PathLike,
     pred_root: str | os.PathLike,
     coarse_root: str | os.PathLike | None = None,
-    splits: Sequence[str] = DIS_SPLITS,
+    splits: Sequence[str] | None = None,
     **options: Any,
 ) -> dict[str, FolderReport]:
     """DIS-5K, one report per split: GT ``<dis_root>/<split>/gt``, predictions
-    ``<pred_root>/<split>``, coarse masks ``<coarse_root>/<split>`` (same file names)."""
+    ``<pred_root>/<split>``, coarse masks ``<coarse_root>/<split>`` (same file names).
+
+    ``splits=None``: every split of :data:`DIS_SPLITS` whose ground-truth folder exists (an
+    error when none does); named splits must all exist."""
     dis, pred = Path(dis_root), Path(pred_root)
     coarse = Path(coarse_root) if coarse_root is not None else None
+    if splits is None:
+        splits = [split for split in DIS_SPLITS if (dis / split / "gt").is_dir()]
+        if not splits:
+            raise InputError(
+                f"{dis}: no DIS split with ground truths (looked for "
+                f"{', '.join(f'{s}/gt' for s in DIS_SPLITS)})"
+            )
     return {
         split: evaluate_mask_folders(
             dis / split / "gt", pred / split, coarse / split if coarse else None, "plain", **options

@@ -125,7 +125,9 @@ def test_size_mismatch_names_the_file(plain):
     with pytest.raises(
         InputError, match=r"pred/img1\.png: size 60x45 \(WxH\) differs from the ground truth"
     ):
-        evaluate_mask_folders(root / "gt", root / "pred", strict=False)
+        evaluate_mask_folders(root / "gt", root / "pred")
+    lenient = evaluate_mask_folders(root / "gt", root / "pred", strict=False)
+    assert len(lenient.unreadable) == 1 and "img1.png: size 60x45" in lenient.unreadable[0]
 
 
 def test_empty_band_counted(plain):
@@ -182,3 +184,35 @@ def test_outputs_and_parallel(plain, tmp_path):
     assert not list((tmp_path / "out").glob(".*tmp*"))  # atomic writes leave no temporaries
     parallel = evaluate_mask_folders(root / "gt", root / "pred", root / "coarse", workers=2)
     assert parallel.as_dict() == report.as_dict()
+
+
+def test_lenient_leaves_out_unreadable_and_wrong_size_predictions(plain, tmp_path):
+    root, data = plain
+    names = [name for name, *_ in data]
+    (root / "pred" / f"{names[0]}.png").write_bytes(b"not a png")
+    _write(root / "pred", f"{names[1]}.png", np.zeros((10, 10), bool))
+    with pytest.raises(InputError, match="unreadable mask"):
+        evaluate_mask_folders(root / "gt", root / "pred", root / "coarse")
+    report = evaluate_mask_folders(root / "gt", root / "pred", root / "coarse", strict=False)
+    assert [row.name for row in report.rows] == [f"{n}.png" for n in names[2:]]
+    assert (
+        report.unreadable[0].startswith(f"{names[0]}.png: ")
+        and "unreadable" in report.unreadable[0]
+    )
+    assert "differs from the ground truth" in report.unreadable[1]
+    good = evaluate_mask_folders(
+        root / "gt", root / "pred", root / "coarse", names=[f"{n}.png" for n in names[2:]]
+    )
+    assert report.refined == good.refined and report.coarse == good.coarse
+    assert report.as_dict()["unreadable"] == report.unreadable
+
+
+def test_dis_uses_the_splits_present(tmp_path):
+    gt = np.zeros((20, 20), bool)
+    gt[5:15, 5:15] = True
+    _write(tmp_path / "dis" / "DIS-TE2" / "gt", "a.png", gt)
+    _write(tmp_path / "pred" / "DIS-TE2", "a.png", gt)
+    reports = evaluate_dis(tmp_path / "dis", tmp_path / "pred")
+    assert list(reports) == ["DIS-TE2"] and reports["DIS-TE2"].refined.iou == 1.0
+    with pytest.raises(InputError, match="no DIS split with ground truths"):
+        evaluate_dis(tmp_path / "nothing", tmp_path / "pred")
