@@ -334,6 +334,9 @@ def evaluate_real(
 
     from segrefiner.refiner import Refiner
 
+    unknown = [k for k in kinds if k not in COARSE_KINDS]
+    if unknown:  # before any file is looked at
+        raise InputError(f"unknown coarse kind(s) {unknown}; known: {sorted(COARSE_KINDS)}")
     root = Path(data_root)
     ann_path = Path(annotations) if annotations is not None else root / REAL_EVAL
     if not ann_path.is_file():

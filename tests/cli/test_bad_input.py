@@ -3,6 +3,7 @@ traceback; a value that would be silently ignored or blow up memory is refused u
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -45,6 +46,27 @@ def files(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "afile").write_text("x")
     (tmp_path / "outdir").mkdir()
     _png_declaring(tmp_path / "bomb.png", 100_000, 100_000)
+    (tmp_path / "bad.json").write_text("not json")
+    (tmp_path / "notlist.json").write_text('{"a": 1}')
+    (tmp_path / "corrupt.pt").write_bytes(bytes(range(256)) * 4)
+    gt = {
+        "images": [{"id": 1, "file_name": "img.png", "height": 48, "width": 64}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "badrle.json").write_text(
+        json.dumps(
+            [
+                {
+                    "image_id": 1,
+                    "category_id": 1,
+                    "score": 1.0,
+                    "segmentation": {"size": [48, 64], "counts": 17},
+                }
+            ]
+        )
+    )
     return {
         "img": image,
         "mask": tmp_path / "mask.png",
@@ -103,6 +125,60 @@ CASES = [
      "loss.texture_weight: must be"),
     ("train gamma 0", "train --config {cfg} schedule.gamma=0", 2, "schedule.gamma: must be"),
     ("train nproc 0", "train --config {cfg} --nproc 0", 2, "--nproc: must be >= 1"),
+    ("train unknown key", "train --config {cfg} optim.learning_rate=1", 2, "unknown keys"),
+    ("train milestones descending", "train --config {cfg} schedule.milestones=[3,2]", 2,
+     "schedule.milestones: must be ascending"),
+    ("train crop size", "train --config {cfg} data.crop_size=100", 2,
+     "data.crop_size: 100 is not a positive multiple"),
+    ("train flip prob 2", "train --config {cfg} data.flip_prob=2", 2,
+     "data.flip_prob: a probability must be in [0, 1]"),
+    ("train hr store missing", "train --config {cfg} data.task=hr data.hr.coarse=store", 2,
+     "coarse_store"),
+    ("train missing config", "train --config {tmp}/none.yaml", 2, "config file not found"),
+    ("eval malformed results", "eval coco --gt {tmp}/gt.json --results {tmp}/bad.json", 2,
+     "bad.json: malformed JSON"),
+    ("eval results not a list", "eval coco --gt {tmp}/gt.json --results {tmp}/notlist.json", 2,
+     "expected a JSON list of detections"),
+    ("eval malformed RLE", "eval coco --gt {tmp}/gt.json --results {tmp}/badrle.json", 2,
+     "badrle.json[0]"),
+    ("eval missing gt", "eval coco --gt {tmp}/none.json --results {tmp}/notlist.json", 2,
+     "none.json: JSON file not found"),
+    ("eval iou type", "eval coco --gt {tmp}/gt.json --results {tmp}/bad.json --iou-type bbox", 2,
+     "--iou-type: invalid choice"),
+    ("eval masks missing gt", "eval masks --gt {tmp}/none --pred {tmp}", 2,
+     "ground-truth folder not found"),
+    ("eval dis no splits", "eval dis --gt-root {tmp} --pred-root {tmp}", 2,
+     "no DIS split with ground truths"),
+    ("eval real missing set", "eval real --coarse-only --data {tmp}/none", 2,
+     "real evaluation annotations not found"),
+    ("eval real unknown kind", "eval real --coarse-only --data {tmp} --kinds sam", 2,
+     "unknown coarse kind"),
+    ("eval real both", "eval real --coarse-only --checkpoint tiny --data {tmp}", 2,
+     "not both"),
+    ("eval hr-demo unknown set", "eval hr-demo --checkpoint tiny --data {tmp} --sets COCO", 2,
+     "sets: unknown ['COCO']"),
+    ("refine-coco malformed results", "refine-coco --results {tmp}/bad.json --images {tmp} "
+     "--annotations {tmp}/gt.json --checkpoint tiny -o {tmp}/x.json", 2, "malformed JSON"),
+    ("refine corrupt checkpoint", "refine --checkpoint {tmp}/corrupt.pt --image {img} --mask "
+     "{mask} -o {tmp}/o.png", 2, "corrupt.pt: not a readable PyTorch checkpoint"),
+    ("refine missing checkpoint", "refine --checkpoint {tmp}/none.pt --image {img} --mask {mask} "
+     "-o {tmp}/o.png", 2, "checkpoint file not found"),
+    ("refine image without mask", "refine --checkpoint tiny --image {img} -o {tmp}/o.png", 2,
+     "--image and --mask go together"),
+    ("refine images without masks", "refine --checkpoint tiny --images {tmp} -o {tmp}/od", 2,
+     "--images and --masks go together"),
+    ("refine both forms", "refine --checkpoint tiny --image {img} --mask {mask} --images {tmp} "
+     "--masks {tmp} -o {tmp}/o", 2, "give either --image and --mask, or --images and --masks"),
+    ("refine missing images folder", "refine --checkpoint tiny --images {tmp}/none --masks {tmp} "
+     "-o {tmp}/od", 2, "images folder not found"),
+    ("refine unknown mode", "refine --checkpoint tiny --mode bogus --image {img} --mask {mask} "
+     "-o {tmp}/o.png", 2, "--mode: invalid choice"),
+    ("refine-dataset unknown kind", "refine-dataset --kind coco --data-root {tmp} "
+     "--checkpoint tiny -o {tmp}/o", 2, "--kind: invalid choice"),
+    ("hr-train count -1", "data hr-train --real {tmp} --out {tmp}/hr --count -1", 2,
+     "--count: must be >= 0"),
+    ("real offline empty cache", "data real --out {tmp}/r --offline --cache {tmp}/cache", 2,
+     "is not cached (offline)"),
 ]  # fmt: skip
 
 
