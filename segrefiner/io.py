@@ -172,9 +172,11 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Move the finished folder ``src`` onto ``dst`` (same file system), replacing any old one.
 
     The old folder is first renamed aside, then ``src`` renamed into place, then the old one
-    removed: ``dst`` is always either the old or the new complete folder, never a mix.
+    removed: ``dst`` is always either the old or the new complete folder, never a mix. ``dst``
+    gets the permissions of the umask (``src`` may be a private temporary folder).
     """
     src, dst = Path(src), Path(dst)
+    os.chmod(src, 0o777 & ~_UMASK)  # a mkdtemp folder is 0700; the data follows the umask
     if not dst.exists():
         os.replace(src, dst)
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,3 +87,16 @@ def test_images_are_read_upright_as_the_official_reader_reads_them(tmp_path, ori
     assert ours.shape == official.shape
     assert ours.shape[:2] == ((48, 32) if orientation in (6, 8) else (32, 48))
     assert np.abs(ours.astype(int) - official.astype(int)).max() <= 3  # JPEG decoders differ
+
+
+def test_finished_folders_and_files_follow_the_umask(tmp_path) -> None:
+    import stat
+    import tempfile
+
+    import segrefiner.io as sio
+
+    work = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700, as the data builders make them
+    sio.write_mask(work / "m.png", np.ones((4, 4), bool))
+    sio.replace_dir(work, tmp_path / "data")
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o777 & ~sio._UMASK
+    assert stat.S_IMODE((tmp_path / "data" / "m.png").stat().st_mode) == 0o666 & ~sio._UMASK
