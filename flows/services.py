@@ -245,6 +245,14 @@ def start(
         return pid
     if pid is not None:  # alive but not answering: replace it
         stop(settings, service, say=say)
+    if service.health_url is not None and _http_ok(service.health_url):
+        # Something this project did not start answers on the port: it would pass for our
+        # server (and ours could not bind). Say so rather than talk to a stranger.
+        raise ServiceError(
+            f"{service.name}: {service.health_url} already answers, but not from a process "
+            f"started here (no pid in {pid_file(settings, service.name)}); stop that process "
+            "or move ours with SEGREFINER_PREFECT_PORT / SEGREFINER_MLFLOW_PORT"
+        )
     for folder in (settings.log_dir, settings.pid_dir, settings.prefect_home):
         folder.mkdir(parents=True, exist_ok=True)
     settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)

@@ -92,3 +92,32 @@ def test_stale_or_reused_pid_files_are_not_trusted(settings):
     assert read_pid(settings, service) is None
     pid_file(settings, "ghost").write_text("not a pid\n")
     assert read_pid(settings, service) is None
+
+
+def test_a_stranger_on_the_port_is_not_taken_for_our_server(settings):
+    import http.server
+    import threading
+
+    from flows.services import ServiceError
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    stranger = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=stranger.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = stranger.server_address[1]
+        service = _sleeper("server")
+        service = Service(**{**service.__dict__, "health_url": f"http://127.0.0.1:{port}/health"})
+        with pytest.raises(ServiceError, match=rf"127.0.0.1:{port}/health already answers, but"):
+            start(settings, service, say=lambda _: None)
+        assert read_pid(settings, service) is None  # nothing of ours was started
+    finally:
+        stranger.shutdown()
