@@ -117,18 +117,27 @@ def test_bad_items_are_reported_and_set_aside(demo_ci: Path, tmp_path: Path) -> 
     broken_id = entries[0]["image_id"]
     info = next(i for i in json.loads(annotations.read_text())["images"] if i["id"] == broken_id)
     (local_images / info["file_name"]).write_bytes(b"truncated")
+    # a PNG header declaring 100000 x 100000 pixels: set aside like any unreadable image,
+    # never a shard failure (it used to fail its shard on every re-run)
+    from tests.cli.test_bad_input import _png_declaring
+
+    bomb_id = next(e["image_id"] for e in entries if e["image_id"] != broken_id)
+    bomb = next(i for i in json.loads(annotations.read_text())["images"] if i["id"] == bomb_id)
+    _png_declaring(local_images / bomb["file_name"], 100_000, 100_000)
     entries.append({**entries[1], "segmentation": {"size": [3, 3], "counts": "garbage"}})
     bad_results = tmp_path / "results.json"
     bad_results.write_text(json.dumps(entries))
     out = tmp_path / "out.json"
     summary = refine_coco(bad_results, annotations, local_images, out, CONFIG)
-    assert summary["failed_images"] == 1
+    assert summary["failed_images"] == 2
     assert summary["rejected_entries"] == 1
     refined = json.loads(out.read_text())
     assert len(refined) == len(entries) - 1
     manifest = json.loads((tmp_path / "out.work" / "manifest.json").read_text())
     failed = [r for r in manifest["images"] if r["status"] == "failed"]
-    assert failed[0]["image_id"] == broken_id and "unreadable image" in failed[0]["reason"]
+    reasons = {r["image_id"]: r["reason"] for r in failed}
+    assert "unreadable image" in reasons[broken_id]
+    assert "too large to decode safely" in reasons[bomb_id]
     assert manifest["rejected"][0]["index"] == len(entries) - 1
     # the unreadable image's detections pass through unchanged
     for a, b in zip(entries, refined, strict=False):
