@@ -61,6 +61,11 @@ class HRDataConfig:
     # staircase (see benchmarks/hr_diagnosis.py). 0 keeps the official recipe and its draws.
     global_patch_prob: float = 0.0
     global_size: int = 256
+    # Not in the official recipe: with this probability the object crop is the whole image
+    # resized to crop_size exactly as the global pass resizes it (legacy nearest, image and
+    # masks, aspect not kept) instead of a box around the object resized bilinearly; the
+    # global pass then meets at inference what it was trained on. 0 keeps the official draws.
+    global_object_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,7 @@ def validate(config: TrainConfig) -> None:
         ("data.hr.expand_prob", config.data.hr.expand_prob),
         ("data.hr.online_patch_prob", config.data.hr.online_patch_prob),
         ("data.hr.global_patch_prob", config.data.hr.global_patch_prob),
+        ("data.hr.global_object_prob", config.data.hr.global_object_prob),
     ):
         if not 0.0 <= value <= 1.0:
             raise InputError(f"{key}: a probability must be in [0, 1], got {value}")

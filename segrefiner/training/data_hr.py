@@ -41,6 +41,7 @@ from segrefiner.training.transforms import (
     make_crop,
     mask_box,
     mixed_patch,
+    normalize,
     patch_side,
 )
 
@@ -90,6 +91,26 @@ def global_resampled(mask: np.ndarray, box: Sequence[int], size: int) -> np.ndar
     up_rows = np.arange(y0, y1) * size // height  # full-resolution rows -> small grid
     up_cols = np.arange(x0, x1) * size // width
     return np.asarray(mask, dtype=bool)[np.ix_(rows[up_rows], cols[up_cols])]
+
+
+def global_view(
+    image: np.ndarray, gt: np.ndarray, coarse: np.ndarray, size: int, flip: bool
+) -> dict[str, np.ndarray]:
+    """The whole image and masks as the HR global pass sees them: torch's legacy nearest
+    resize to ``size`` x ``size`` (source index ``floor(dst * in / out)``), then as
+    :func:`~segrefiner.training.transforms.make_crop` (flip, normalise, float32)."""
+    height, width = gt.shape
+    rows = np.arange(size) * height // size
+    cols = np.arange(size) * width // size
+    grid = np.ix_(rows, cols)
+    img, fine, rough = image[grid], gt[grid], coarse[grid]
+    if flip:
+        img, fine, rough = img[:, ::-1], fine[:, ::-1], rough[:, ::-1]
+    return {
+        "image": np.ascontiguousarray(normalize(img)),
+        "gt": np.ascontiguousarray(fine[None], dtype=np.float32),
+        "coarse": np.ascontiguousarray(rough[None], dtype=np.float32),
+    }
 
 
 class HRTrainingSet(PositionDataset):
@@ -182,9 +203,15 @@ class HRTrainingSet(PositionDataset):
             coarse_patch = crop(coarse, patch.box)
             patch_source = kind
         flip = bool(rng.random() < self.flip_prob)
+        whole = self.hr.global_object_prob > 0 and rng.random() < self.hr.global_object_prob
+        obj = (
+            global_view(image, gt, coarse, self.crop_size, flip)
+            if whole
+            else make_crop(image, gt, coarse, object_box, self.crop_size, flip)
+        )
         out: dict[str, Any] = {}
         for prefix, values in (
-            ("object_", make_crop(image, gt, coarse, object_box, self.crop_size, flip)),
+            ("object_", obj),
             (
                 "patch_",
                 make_crop(
@@ -203,6 +230,7 @@ class HRTrainingSet(PositionDataset):
             patch_box=np.asarray(patch.box),
             flip=flip,
             coarse_kind=kind,
+            object_source="global" if whole else "box",
             patch_source=patch_source,
             # a global-pass patch trains as the local step infers: t = 0, x_t = its coarse mask
             patch_exact=patch_source.startswith("global-"),

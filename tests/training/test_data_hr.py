@@ -254,3 +254,27 @@ def test_exact_crops_see_t0_and_their_whole_coarse_mask() -> None:
     assert torch.equal(t_exact[~exact], t_plain[~exact])
     assert torch.equal(x_exact[~exact], x_plain[~exact])
     assert not torch.equal(x_plain[exact], coarse[exact])
+
+
+def test_global_object_crops_are_the_global_pass_view(hr_root) -> None:
+    import torch.nn.functional as F
+
+    from segrefiner.inference.preprocess import normalize_image
+
+    config = dataclasses.replace(_config(hr_root, global_object_prob=1.0), flip_prob=0)
+    ds = HRTrainingSet.from_config(config, seed=4)
+    sample = ds[0]
+    assert sample["object_source"] == "global"
+    # the network input of the global pass for the same image (spec 5.2: legacy nearest)
+    from segrefiner.data.folders import load_sample
+
+    loaded = load_sample(next(r for r in ds.records if r.sample_id == sample["name"]))
+    size = config.crop_size
+    expected = F.interpolate(normalize_image(loaded.image), (size, size), mode="nearest")[0]
+    np.testing.assert_allclose(sample["object_image"], expected.numpy(), atol=1e-5)
+    gt = torch.from_numpy(loaded.gt.astype(np.float32))[None, None]
+    np.testing.assert_array_equal(
+        sample["object_gt"][0], F.interpolate(gt, (size, size), mode="nearest")[0, 0].numpy()
+    )
+    official = HRTrainingSet.from_config(_config(hr_root), seed=4)[0]
+    assert official["object_source"] == "box"
