@@ -65,6 +65,7 @@ class HRDataConfig:
     # resized to crop_size exactly as the global pass resizes it (legacy nearest, image and
     # masks, aspect not kept) instead of a box around the object resized bilinearly; the
     # global pass then meets at inference what it was trained on. 0 keeps the official draws.
+    # Measured not to help so far (checkpoints/README.md, the HR section).
     global_object_prob: float = 0.0
 
 
