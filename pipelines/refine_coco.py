@@ -57,7 +57,7 @@ from segrefiner.inference.instance import (
     finish_instances,
     prepare_instances,
 )
-from segrefiner.io import read_image, read_json, write_json
+from segrefiner.io import image_size, read_image, read_json, write_json
 from segrefiner.locking import folder_lock
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,30 @@ class _Emitter:
             }
         )
 
+    def emit_original(self, image: dict, status: str, reason: str | None) -> None:
+        """Pass an image's detections through without decoding them (no store masks)."""
+        for det in image["detections"]:
+            self.entries.append(
+                {
+                    "index": det["index"],
+                    "image_id": image["image_id"],
+                    "category_id": det["category_id"],
+                    "bbox": det["bbox"],
+                    "score": det["score"],
+                    "segmentation": det["segmentation"],
+                    "refined": False,
+                }
+            )
+        self.rows.append(
+            {
+                "image_id": image["image_id"],
+                "status": status,
+                "reason": reason,
+                "detections": len(image["detections"]),
+                "refined": 0,
+            }
+        )
+
     def emit_refined(self, image: dict, prepared: PreparedInstances, probs: torch.Tensor) -> None:
         refined = np.zeros(len(prepared.masks), bool)
         refined[prepared.todo] = True
@@ -203,14 +227,32 @@ def run_refine_coco_shard(
     denoiser, diffusion, infer = inference_setup(config)
     emitter = _Emitter(store if config.write_store else None)
 
-    def load(image: dict) -> tuple[np.ndarray, PreparedInstances | None, str | None]:
-        # Runs on a reader thread: decoding and cropping overlap the network's work.
+    def load(image: dict) -> tuple[np.ndarray | None, PreparedInstances | None, str | None]:
+        # Runs on a reader thread: decoding and cropping overlap the network's work. The file's
+        # header is checked against the declared size before any mask is decoded at that size
+        # (a wrong declared 20000 x 20000 would cost gigabytes); such an image passes its
+        # detections through as they came (``None`` masks).
         h, w = image["height"], image["width"]
         where = f"image id {image['image_id']}"
-        coarse = np.stack([rle.decode(d["segmentation"], h, w, where) for d in image["detections"]])
         try:
             if image["path"] is None:
                 raise InputError(image["path_error"])
+            actual = image_size(image["path"])
+        except InputError as exc:
+            actual, reason = None, str(exc)
+        if actual is not None and actual != (h, w):
+            return (
+                None,
+                None,
+                (
+                    f"{image['path']}: image is {actual[1]}x{actual[0]} (WxH) but the annotations "
+                    f"say {w}x{h}"
+                ),
+            )
+        coarse = np.stack([rle.decode(d["segmentation"], h, w, where) for d in image["detections"]])
+        if actual is None:
+            return coarse, None, reason
+        try:
             pixels = read_image(image["path"])
             if pixels.shape[:2] != (h, w):
                 raise InputError(
@@ -221,9 +263,13 @@ def run_refine_coco_shard(
         except InputError as exc:
             return coarse, None, str(exc)
 
-    def unrefined(image: dict, masks: np.ndarray, reason: str) -> None:
+    def unrefined(image: dict, masks: np.ndarray | None, reason: str) -> None:
         log.warning("image id %s: passed through unrefined: %s", image["image_id"], reason)
-        behind.submit(emitter.emit, image, masks, np.zeros(len(masks), bool), "failed", reason)
+        if masks is None:  # not decoded: the detections go out exactly as they came in
+            behind.submit(emitter.emit_original, image, "failed", reason)
+        else:
+            flags = np.zeros(len(masks), bool)
+            behind.submit(emitter.emit, image, masks, flags, "failed", reason)
 
     with WriteBehind(depth=4) as behind:
         # crops of consecutive images share full batches; pasting, RLE and store writes run

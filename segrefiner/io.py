@@ -64,6 +64,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: unreadable image ({_reason(exc)})") from exc
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of an image file as :func:`read_image` would return it (EXIF orientation
+    applied), from its header only: nothing is decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except _UNREADABLE as exc:
+        raise InputError(f"{path}: unreadable image ({_reason(exc)})") from exc
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def read_mask(
     path: str | os.PathLike,
     shape: tuple[int, int] | None = None,

@@ -87,6 +87,9 @@ def test_images_are_read_upright_as_the_official_reader_reads_them(tmp_path, ori
     assert ours.shape == official.shape
     assert ours.shape[:2] == ((48, 32) if orientation in (6, 8) else (32, 48))
     assert np.abs(ours.astype(int) - official.astype(int)).max() <= 3  # JPEG decoders differ
+    from segrefiner.io import image_size
+
+    assert image_size(path) == ours.shape[:2]  # from the header alone, orientation applied
 
 
 def test_finished_folders_and_files_follow_the_umask(tmp_path) -> None:

@@ -170,3 +170,42 @@ def test_stage_matches_the_public_api(demo_ci: Path, one_shard) -> None:
         for det, mask in zip(group.detections, api, strict=True):
             seg = refined[det.index]["segmentation"]
             assert np.array_equal(rle.decode(seg, *seg["size"]), mask)
+
+
+def test_a_wrong_declared_size_is_caught_before_any_mask_is_decoded(
+    demo_ci: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import pipelines.refine_coco as stage
+
+    results, annotations, images = _inputs(demo_ci)
+    entries = json.loads(results.read_text())
+    gt = json.loads(annotations.read_text())
+    liar = entries[0]["image_id"]
+    info = next(i for i in gt["images"] if i["id"] == liar)
+    big_h, big_w = info["height"] * 8, info["width"] * 8
+    info["height"], info["width"] = big_h, big_w  # the file itself is 8x smaller
+    for e in entries:
+        if e["image_id"] == liar:
+            e["segmentation"] = rle.encode(np.zeros((big_h, big_w), bool))
+    (tmp_path / "ann.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(entries))
+    decoded = []
+    real_decode = stage.rle.decode
+
+    def spy(segmentation, height, width, where):
+        decoded.append((height, width))
+        return real_decode(segmentation, height, width, where)
+
+    monkeypatch.setattr(stage.rle, "decode", spy)
+    out = tmp_path / "out.json"
+    summary = refine_coco(tmp_path / "res.json", tmp_path / "ann.json", images, out, CONFIG)
+    assert summary["failed_images"] == 1
+    assert (big_h, big_w) not in decoded  # never decoded at the declared size
+    manifest = json.loads((tmp_path / "out.work" / "manifest.json").read_text())
+    (row,) = [r for r in manifest["images"] if r["status"] == "failed"]
+    assert row["image_id"] == liar and "but the annotations say" in row["reason"]
+    refined = json.loads(out.read_text())
+    assert len(refined) == len(entries)
+    for a, b in zip(entries, refined, strict=True):
+        if a["image_id"] == liar:  # passed through exactly as they came
+            assert b["segmentation"] == a["segmentation"]
