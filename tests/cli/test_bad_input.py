@@ -266,3 +266,34 @@ def test_api_errors_name_the_argument() -> None:
     for call, message in cases:
         with pytest.raises(InputError, match=message):
             call()
+
+
+def test_a_bomb_in_the_folder_form_is_set_aside_and_the_rest_refined(files, capsys) -> None:
+    images, masks = files["tmp"] / "images", files["tmp"] / "masks"
+    images.mkdir(), masks.mkdir()
+    for stem in ("a", "c"):
+        (images / f"{stem}.png").write_bytes(files["img"].read_bytes())
+        (masks / f"{stem}.png").write_bytes(files["mask"].read_bytes())
+    _png_declaring(images / "b.png", 100_000, 100_000)
+    (masks / "b.png").write_bytes(files["mask"].read_bytes())
+    out = files["tmp"] / "out"
+    argv = ["refine", "--checkpoint", "tiny", "--model-size", "32", "--images", str(images)]
+    assert main([*argv, "--masks", str(masks), "-o", str(out)]) == 1  # one item failed
+    captured = capsys.readouterr()
+    assert "refined 2, kept 0 existing, failed 1" in captured.out
+    assert "b.png: unreadable image (too large to decode safely" in captured.err
+    assert (out / "a.png").is_file() and (out / "c.png").is_file() and not (out / "b.png").exists()
+
+
+def test_an_unwritable_output_folder_is_one_line(files, capsys, monkeypatch) -> None:
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(
+        tempfile, "mkstemp", refuse
+    )  # as for a read-only folder (tests run as root)
+    argv = ["refine", "--checkpoint", "tiny", "--model-size", "32", "--image", str(files["img"])]
+    assert main([*argv, "--mask", str(files["mask"]), "-o", str(files["tmp"] / "o.png")]) == 2
+    assert "o.png: cannot be written, no permission in" in capsys.readouterr().err
