@@ -37,11 +37,11 @@ from segrefiner.training.batching import PositionDataset, SkipSample
 from segrefiner.training.config import DataConfig
 from segrefiner.training.transforms import (
     crop,
+    finish_crop,
     hr_object_box,
     make_crop,
     mask_box,
     mixed_patch,
-    normalize,
     patch_side,
 )
 
@@ -86,11 +86,17 @@ def global_resampled(mask: np.ndarray, box: Sequence[int], size: int) -> np.ndar
     nearest (source index ``floor(dst * in / out)``). Only the box is computed. bool."""
     height, width = mask.shape
     x0, y0, x1, y1 = box
-    rows = np.arange(size) * height // size  # small grid -> full-resolution rows
-    cols = np.arange(size) * width // size
-    up_rows = np.arange(y0, y1) * size // height  # full-resolution rows -> small grid
-    up_cols = np.arange(x0, x1) * size // width
+    rows = _nearest_sources(height, size)  # small grid -> full-resolution rows
+    cols = _nearest_sources(width, size)
+    up_rows = _nearest_sources(size, height)[y0:y1]  # full-resolution rows -> small grid
+    up_cols = _nearest_sources(size, width)[x0:x1]
     return np.asarray(mask, dtype=bool)[np.ix_(rows[up_rows], cols[up_cols])]
+
+
+def _nearest_sources(length: int, size: int) -> np.ndarray:
+    """Source indices of torch's legacy nearest resize of ``length`` samples to ``size``:
+    ``floor(dst * length / size)``."""
+    return np.arange(size) * length // size
 
 
 def global_view(
@@ -100,17 +106,8 @@ def global_view(
     resize to ``size`` x ``size`` (source index ``floor(dst * in / out)``), then as
     :func:`~segrefiner.training.transforms.make_crop` (flip, normalise, float32)."""
     height, width = gt.shape
-    rows = np.arange(size) * height // size
-    cols = np.arange(size) * width // size
-    grid = np.ix_(rows, cols)
-    img, fine, rough = image[grid], gt[grid], coarse[grid]
-    if flip:
-        img, fine, rough = img[:, ::-1], fine[:, ::-1], rough[:, ::-1]
-    return {
-        "image": np.ascontiguousarray(normalize(img)),
-        "gt": np.ascontiguousarray(fine[None], dtype=np.float32),
-        "coarse": np.ascontiguousarray(rough[None], dtype=np.float32),
-    }
+    grid = np.ix_(_nearest_sources(height, size), _nearest_sources(width, size))
+    return finish_crop(image[grid], gt[grid], coarse[grid], flip)
 
 
 class HRTrainingSet(PositionDataset):

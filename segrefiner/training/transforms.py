@@ -158,6 +158,14 @@ def make_crop(
     img = resize_image(crop(image, box), size)
     fine = resize_mask(crop(gt, box), size)
     rough = resize_mask(crop(coarse, box), size)
+    return finish_crop(img, fine, rough, flip)
+
+
+def finish_crop(
+    img: np.ndarray, fine: np.ndarray, rough: np.ndarray, flip: bool
+) -> dict[str, np.ndarray]:
+    """Resized ``S x S`` image and masks -> the network's crop: optional horizontal flip,
+    normalised float32 image (3, S, S), float32 masks (1, S, S) in {0, 1}."""
     if flip:
         img, fine, rough = img[:, ::-1], fine[:, ::-1], rough[:, ::-1]
     return {
