@@ -160,8 +160,23 @@ class _Emitter:
     ) -> None:
         if self.store is not None:
             self.store.write_mask(KIND, str(image["image_id"]), masks, attrs={"status": status})
-        encoded = rle.encode_many(masks)
-        for det, seg, was_refined in zip(image["detections"], encoded, refined, strict=True):
+        self._add(image, rle.encode_many(masks), refined, status, reason)
+
+    def emit_original(self, image: dict, status: str, reason: str | None) -> None:
+        """Pass an image's detections through without decoding them (no store masks)."""
+        detections = image["detections"]
+        original = [det["segmentation"] for det in detections]
+        self._add(image, original, np.zeros(len(detections), bool), status, reason)
+
+    def _add(
+        self,
+        image: dict,
+        segmentations: list,
+        refined: np.ndarray,
+        status: str,
+        reason: str | None,
+    ) -> None:
+        for det, seg, was_refined in zip(image["detections"], segmentations, refined, strict=True):
             self.entries.append(
                 {
                     "index": det["index"],
@@ -180,30 +195,6 @@ class _Emitter:
                 "reason": reason,
                 "detections": len(image["detections"]),
                 "refined": int(np.sum(refined)),
-            }
-        )
-
-    def emit_original(self, image: dict, status: str, reason: str | None) -> None:
-        """Pass an image's detections through without decoding them (no store masks)."""
-        for det in image["detections"]:
-            self.entries.append(
-                {
-                    "index": det["index"],
-                    "image_id": image["image_id"],
-                    "category_id": det["category_id"],
-                    "bbox": det["bbox"],
-                    "score": det["score"],
-                    "segmentation": det["segmentation"],
-                    "refined": False,
-                }
-            )
-        self.rows.append(
-            {
-                "image_id": image["image_id"],
-                "status": status,
-                "reason": reason,
-                "detections": len(image["detections"]),
-                "refined": 0,
             }
         )
 
