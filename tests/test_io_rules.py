@@ -103,3 +103,12 @@ def test_finished_folders_and_files_follow_the_umask(tmp_path) -> None:
     sio.replace_dir(work, tmp_path / "data")
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o777 & ~sio._UMASK
     assert stat.S_IMODE((tmp_path / "data" / "m.png").stat().st_mode) == 0o666 & ~sio._UMASK
+
+
+def test_the_foreground_rule_is_checked_and_nonzero_counts_every_level(tmp_path) -> None:
+    levels = np.where(SQUARE, 200, 0).astype(np.uint8)
+    levels[0, 0] = 3  # a faint level: not foreground by the 8-bit rule, foreground if non-zero
+    path = _save(tmp_path / "m.png", levels)
+    assert not read_mask(path)[0, 0] and read_mask(path, foreground="nonzero")[0, 0]
+    with pytest.raises(InputError, match="foreground: expected 'levels' or 'nonzero'"):
+        read_mask(path, foreground="half")  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cv2
@@ -94,32 +95,43 @@ def _rng(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(parts))
 
 
+def instance_masks(
+    instances: InstanceSet, min_area: int, image_ids: Iterable[int] | None = None
+) -> Iterator[tuple[int, np.ndarray, Any, np.ndarray]]:
+    """``(image id, image, annotation, mask)`` of every non-crowd instance with at least
+    ``min_area`` pixels, image by image (each image read once, only when it has one);
+    ``image_ids``: which images and in what order (default: the file's order)."""
+    for image_id in instances.images if image_ids is None else image_ids:
+        anns = [a for a in instances.annotations_of(image_id) if not a.iscrowd]
+        image = None
+        for ann in anns:
+            mask = instances.annotation_mask(ann)
+            if np.count_nonzero(mask) < min_area:
+                continue
+            if image is None:
+                image = instances.read_image(image_id)
+            yield image_id, image, ann, mask
+
+
 def load_cutouts(train: InstanceSet, root: Path, min_area: int) -> list[Cutout]:
     """The training split's instances away from the image border, plus ``<root>/cutouts``."""
     cutouts: list[Cutout] = []
-    for image_id, info in train.images.items():
-        anns = [a for a in train.annotations_of(image_id) if not a.iscrowd]
-        if not anns:
-            continue
-        image = train.read_image(image_id)
-        for ann in anns:
-            mask = train.annotation_mask(ann)
-            if np.count_nonzero(mask) < min_area:
-                continue
-            if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
-                continue  # a truncated object's frame edge is not an object edge
-            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-            y0, y1 = max(rows[0] - 3, 0), min(rows[-1] + 4, info.height)
-            x0, x1 = max(cols[0] - 3, 0), min(cols[-1] + 4, info.width)
-            cutouts.append(
-                Cutout(
-                    rgb=np.ascontiguousarray(image[y0:y1, x0:x1]),
-                    alpha=mask[y0:y1, x0:x1].astype(np.float32),
-                    category=train.categories[ann.category_id].name,
-                    matte=False,
-                    source=f"{info.file_name}#{ann.id}",
-                )
+    for image_id, image, ann, mask in instance_masks(train, min_area):
+        info = train.images[image_id]
+        if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+            continue  # a truncated object's frame edge is not an object edge
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        y0, y1 = max(rows[0] - 3, 0), min(rows[-1] + 4, info.height)
+        x0, x1 = max(cols[0] - 3, 0), min(cols[-1] + 4, info.width)
+        cutouts.append(
+            Cutout(
+                rgb=np.ascontiguousarray(image[y0:y1, x0:x1]),
+                alpha=mask[y0:y1, x0:x1].astype(np.float32),
+                category=train.categories[ann.category_id].name,
+                matte=False,
+                source=f"{info.file_name}#{ann.id}",
             )
+        )
     for path in real_assets(root).cutouts:
         rgba = np.asarray(Image.open(path).convert("RGBA"))
         alpha = rgba[..., 3].astype(np.float32) / 255.0

@@ -41,6 +41,7 @@ from segrefiner import io
 from segrefiner.data import fetch
 from segrefiner.data.coco import load_coco_instances
 from segrefiner.data.composite import (
+    instance_masks,
     TRAIN_ANNOTATIONS,
     CompositeConfig,
     _rng,
@@ -175,17 +176,11 @@ def build_hr_train(
         _write_pair(dis, f"h{index:05d}", image, gt, quality)
         made += 1
     real = 0
-    for image_id in sorted(train.images):
-        anns = [a for a in train.annotations_of(image_id) if not a.iscrowd]
-        if not anns:
-            continue
-        image = train.read_image(image_id)
-        for ann in anns:
-            mask = train.annotation_mask(ann)
-            if np.count_nonzero(mask) < cfg.real_min_area:
-                continue
-            _write_pair(dis, f"r{image_id}_{ann.id}", image, mask, 95)
-            real += 1
+    for image_id, image, ann, mask in instance_masks(
+        train, cfg.real_min_area, sorted(train.images)
+    ):
+        _write_pair(dis, f"r{image_id}_{ann.id}", image, mask, 95)
+        real += 1
     demo = _copy_demo(Path(demo_root), dis) if demo_root else 0
     counts = {"composites": made, "real": real, "demo": demo, "photos": len(photos)}
     io.write_json(work / STAMP, {**_plain(stamp), "counts": counts}, indent=2)
