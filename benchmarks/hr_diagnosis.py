@@ -75,7 +75,7 @@ def _staged(refiner, image, coarse, key):
     img = normalize_image(image, refiner.device)
     mask = torch.from_numpy(coarse.astype(bool)).to(refiner.device)
     with torch.no_grad():
-        ((global_mask, fine_prob),) = global_step(
+        ((global_mask, fine_prob, _),) = global_step(
             refiner.model, refiner.diffusion, [img], [mask], [generator], config.model_size
         )
         height, width = global_mask.shape

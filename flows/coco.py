@@ -23,7 +23,14 @@ from prefect import task
 
 from flows.caching import keyed, work_shard_done, work_store_exists
 from flows.params import GroundTruth
-from flows.reports import GalleryItem, MetricRow, crop_box, draw_before_after, draw_gallery
+from flows.reports import (
+    GalleryItem,
+    MetricRow,
+    crop_box,
+    draw_before_after,
+    draw_gallery,
+    gallery_order,
+)
 from flows.tasks import shard_progress
 from pipelines.refine import RefineConfig
 from pipelines.refine_coco import (
@@ -34,6 +41,7 @@ from pipelines.refine_coco import (
 from pipelines.sharding import Shard
 from segrefiner.data.coco import COCO_CATEGORY_IDS, load_coco_instances, load_segmentor_results
 from segrefiner.errors import InputError
+from segrefiner.io import read_json
 from segrefiner.metrics import boundary_iou, evaluate_instances, iou
 
 __all__ = [
@@ -143,12 +151,14 @@ def instance_rows(
     content_key: str,
 ) -> list[dict[str, Any]]:
     """Per detection: the ground truth its coarse mask matches (same category, IoU >= 0.5) and
-    coarse / refined IoU and boundary IoU with it; ``changed`` = 1 - IoU(coarse, refined)."""
+    coarse / refined IoU and boundary IoU with it; ``changed`` = 1 - IoU(coarse, refined);
+    ``refine_score`` as the refined file has it (``None``: not refined)."""
     images = load_coco_instances(image_list, image_root)
     gt = load_coco_instances(ground_truth.annotations, image_root)
     before = load_segmentor_results(coarse, images, strict=False, category_ids=COCO_CATEGORY_IDS)
     after = load_segmentor_results(refined, images, strict=False, category_ids=COCO_CATEGORY_IDS)
     refined_groups = {g.image.id: g.detections for g in after.groups}
+    raw = read_json(refined)
     rows: list[dict[str, Any]] = []
     for group in before.groups:
         image_id = group.image.id
@@ -173,6 +183,7 @@ def instance_rows(
                 "score": round(det.score, 4),
                 "gt_id": gt_id if gt_id >= 0 else None,
                 "changed": 1.0 - (iou(c_mask, r_mask) or 1.0),
+                "refine_score": raw[ref.index].get("refine_score"),
             }
             for name, mask in (("coarse", c_mask), ("refined", r_mask)):
                 row[f"{name}_iou"] = iou(mask, gt_mask) if gt_mask is not None else None
@@ -197,12 +208,14 @@ def report_coco(
     refined: str,
     out_dir: str,
     gallery_size: int,
+    gallery_sort: str = "changed",
 ) -> dict[str, str | None]:
-    """The gallery of the most changed detections and the before/after plot (PNG paths)."""
+    """The gallery of the most changed detections (or, ``gallery_sort="score"``, of the lowest
+    refinement scores) and the before/after plot (PNG paths)."""
     out = Path(out_dir)
     pairs = [(r["coarse_iou"], r["refined_iou"]) for r in rows if r["coarse_iou"] is not None]
     plot = draw_before_after(table, pairs, out / "before_after.png", pair_label="mask IoU")
-    chosen = sorted(rows, key=lambda r: -r["changed"])[:gallery_size]
+    chosen = gallery_order(rows, gallery_sort, lambda r: r["changed"])[:gallery_size]
     gallery = None
     if chosen:
         images = load_coco_instances(image_list, image_root)
@@ -228,6 +241,8 @@ def report_coco(
             title = f"image {image_id} #{n}: changed {100 * row['changed']:.1f}%"
             if row["delta_iou"] is not None:
                 title += f", IoU {100 * row['delta_iou']:+.1f}"
+            if row.get("refine_score") is not None:
+                title += f", score {100 * row['refine_score']:+.1f}"
             items.append(
                 GalleryItem(
                     title=title,

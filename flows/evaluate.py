@@ -75,7 +75,7 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
             write_csv(rows, report_dir / "per_instance.csv")
             pictures = coco.report_coco(
                 rows, table, gt, image_list, image_root, coarse, refined, str(report_dir),
-                params.report.gallery_size,
+                params.report.gallery_size, params.report.gallery_sort,
             )  # fmt: skip
         else:
             evaluation = hr.evaluation_from_folders(
@@ -83,8 +83,9 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
             )
             table, rows = hr.evaluate_outputs(evaluation, refined, report_dir)
             pictures = hr.report_hr(
-                rows, table, evaluation, refined, str(report_dir), params.report.gallery_size
-            )
+                rows, table, evaluation, refined, str(report_dir), params.report.gallery_size,
+                params.report.gallery_sort,
+            )  # fmt: skip
         title = f"evaluate {name}"
         summary = {"items": len(rows)}
         result = finish_run(

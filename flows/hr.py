@@ -25,6 +25,7 @@ from flows.reports import (
     crop_box,
     draw_before_after,
     draw_gallery,
+    gallery_order,
     write_csv,
 )
 from flows.tasks import shard_progress
@@ -38,7 +39,7 @@ from pipelines.refine_hr import (
 from pipelines.sharding import Shard
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError
-from segrefiner.io import read_image, read_mask
+from segrefiner.io import read_image, read_json, read_mask
 from segrefiner.metrics import FolderReport, evaluate_mask_folders
 
 __all__ = [
@@ -172,10 +173,27 @@ def evaluate_folder(folder: FolderSet, naming: str, pred_root: str) -> FolderRep
     )
 
 
+def _pred_name(evaluation: HREvaluation, name: str) -> tuple[str, str, str]:
+    """(stem, refined file name, coarse file name) of a ground-truth file name."""
+    if evaluation.naming == "big":
+        stem = name.removesuffix("_gt.png")
+        return stem, f"{stem}_refine.png", f"{stem}_seg.png"
+    return name, name, name
+
+
 def evaluate_outputs(
-    evaluation: HREvaluation, pred_root: str, report_dir: str | Path
+    evaluation: HREvaluation,
+    pred_root: str,
+    report_dir: str | Path,
+    work_dir: str | Path | None = None,
 ) -> tuple[list[MetricRow], list[dict[str, Any]]]:
-    """Score every set on the cluster; the table rows and the per-image rows (CSV written)."""
+    """Score every set on the cluster; the table rows and the per-image rows (CSV written).
+    With ``work_dir``, each row also gets its ``refine_score`` from the stage's manifest."""
+    scores: dict[Path, Any] = {}
+    manifest = Path(work_dir) / "manifest.json" if work_dir is not None else None
+    if manifest is not None and manifest.is_file():
+        for sample in read_json(manifest)["samples"]:
+            scores[Path(sample["output"]).resolve()] = sample.get("refine_score")
     futures = [evaluate_folder.submit(s, evaluation.naming, pred_root) for s in evaluation.sets]
     table: list[MetricRow] = []
     rows: list[dict[str, Any]] = []
@@ -195,8 +213,14 @@ def evaluate_outputs(
             )
         )
         for row in report.as_dict()["images"]:
+            pred = Path(pred_root) / folder.pred_subdir / _pred_name(evaluation, row["name"])[1]
             rows.append(
-                {"set": folder.name or "test", **row, "image": folder.images.get(row["name"])}
+                {
+                    "set": folder.name or "test",
+                    **row,
+                    "image": folder.images.get(row["name"]),
+                    "refine_score": scores.get(pred.resolve()),
+                }
             )
         missing = report.missing_predictions + report.missing_coarse
         if missing:
@@ -213,27 +237,30 @@ def report_hr(
     pred_root: str,
     out_dir: str,
     gallery_size: int,
+    gallery_sort: str = "changed",
 ) -> dict[str, str | None]:
-    """The gallery of the most changed images and the before/after plot (PNG paths)."""
+    """The gallery of the most changed images (or, ``gallery_sort="score"``, of the lowest
+    refinement scores) and the before/after plot (PNG paths)."""
     out = Path(out_dir)
     pairs = [(r["coarse_iou"], r["iou"]) for r in rows if r.get("coarse_iou") is not None]
     plot = draw_before_after(table, pairs, out / "before_after.png", pair_label="IoU")
     scored = [r for r in rows if r.get("delta_iou") is not None and r.get("image")]
-    chosen = sorted(scored, key=lambda r: -abs(r["delta_iou"]))[:gallery_size]
+    chosen = gallery_order(scored, gallery_sort, lambda r: abs(r["delta_iou"]))[:gallery_size]
     by_set = {s.name or "test": s for s in evaluation.sets}
     items = []
     for row in chosen:
+        score = row.get("refine_score")
+        score_text = "" if score is None else f", score {100 * score:+.1f}"
         folder = by_set[row["set"]]
-        stem = row["name"].removesuffix("_gt.png") if evaluation.naming == "big" else row["name"]
-        pred_name = f"{stem}_refine.png" if evaluation.naming == "big" else stem
-        coarse_name = f"{stem}_seg.png" if evaluation.naming == "big" else stem
+        stem, pred_name, coarse_name = _pred_name(evaluation, row["name"])
         gt = read_mask(Path(folder.gt_dir) / row["name"])
         coarse = read_mask(Path(folder.coarse_dir) / coarse_name, shape=gt.shape)
         refined = read_mask(Path(pred_root) / folder.pred_subdir / pred_name, shape=gt.shape)
         y0, y1, x0, x1 = crop_box([gt, coarse, refined], gt.shape, margin=0.05)
         items.append(
             GalleryItem(
-                title=f"{row['set']}/{Path(stem).stem}: IoU {100 * row['delta_iou']:+.1f}",
+                title=f"{row['set']}/{Path(stem).stem}: IoU {100 * row['delta_iou']:+.1f}"
+                + score_text,
                 image=read_image(row["image"])[y0:y1, x0:x1],
                 coarse=coarse[y0:y1, x0:x1],
                 refined=refined[y0:y1, x0:x1],

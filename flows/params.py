@@ -115,6 +115,13 @@ class RefineParams(_Params):
     ) = None
     write_store: bool = Field(True, description="also keep refined masks in the zarr store")
     pack_images: int = Field(4, ge=1, description="HR: images whose patches share batches")
+    guard: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="not official: keep the coarse mask where the refinement score (predicted "
+        "IoU change) is below this, e.g. 0; None: off",
+    )
 
     def config(self, checkpoint_path: str) -> RefineConfig:
         """The stage config for a resolved checkpoint file (or preset)."""
@@ -130,6 +137,7 @@ class RefineParams(_Params):
             compile_mode=self.compile_mode,
             write_store=self.write_store,
             pack_images=self.pack_images,
+            guard=self.guard,
         )
 
 
@@ -138,6 +146,11 @@ class ReportParams(_Params):
 
     track: bool = Field(True, description="log an MLflow run")
     gallery_size: int = Field(8, ge=0, description="most changed items shown in the gallery")
+    gallery_sort: Literal["changed", "score"] = Field(
+        "changed",
+        description="gallery order: changed (most changed first) or score (lowest refinement "
+        "score first: the refinements least likely to help)",
+    )
 
 
 class GroundTruth(_Params):

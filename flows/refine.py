@@ -28,7 +28,13 @@ from flows.params import (
     RefineDisParams,
     RefineParams,
 )
-from flows.reports import MetricRow, format_table, write_csv
+from flows.reports import (
+    MetricRow,
+    draw_score_histogram,
+    format_table,
+    score_metrics,
+    write_csv,
+)
 from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
 from flows.tracking import (
     NullRun,
@@ -188,6 +194,7 @@ def run_refine_coco(
             str(output),
             str(report_dir),
             params.report.gallery_size,
+            params.report.gallery_sort,
         )
     return finish_run(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
 
@@ -205,6 +212,11 @@ def finish_run(
 ) -> dict[str, Any]:
     """Write the report files, log them and the metrics to the run, publish the table to the
     Prefect UI; the flow's return value."""
+    scores = summary.get("scores")
+    histogram = draw_score_histogram(scores, report_dir / "refine_scores.png", summary.get("guard"))
+    if histogram is not None:
+        pictures = {**pictures, "scores": str(histogram)}
+    run.log_metrics(score_metrics(scores))
     outcome = {
         "title": title,
         "mlflow_run_id": run.run_id,
@@ -268,9 +280,15 @@ def run_refine_hr(
     )
     summary = _with_refresh(hr.finalize_hr, refresh)(str(work), key)
     report_dir.mkdir(parents=True, exist_ok=True)
-    table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir)
+    table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir, work)
     pictures = hr.report_hr(
-        rows, table, evaluation, str(masks_dir), str(report_dir), params.report.gallery_size
+        rows,
+        table,
+        evaluation,
+        str(masks_dir),
+        str(report_dir),
+        params.report.gallery_size,
+        params.report.gallery_sort,
     )
     return finish_run(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
 

@@ -7,6 +7,7 @@ The scores come from :mod:`segrefiner.metrics`; this module only arranges and dr
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ __all__ = [
     "MetricRow",
     "draw_before_after",
     "draw_gallery",
+    "draw_score_histogram",
     "format_table",
+    "gallery_order",
     "markdown_table",
     "metrics_for_tracking",
+    "score_metrics",
     "write_csv",
 ]
 
@@ -162,6 +166,20 @@ def _overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -
     return out.clip(0, 255).astype(np.uint8)
 
 
+def gallery_order(rows: Sequence[dict[str, Any]], sort: str, changed: Any) -> list[dict[str, Any]]:
+    """The gallery's rows in order: ``sort="changed"``, most changed first (``changed(row)``);
+    ``"score"``, lowest ``refine_score`` first (rows without one last, most changed first)."""
+    if sort == "changed":
+        return sorted(rows, key=lambda r: -changed(r))
+    if sort == "score":
+        return sorted(
+            rows,
+            key=lambda r: (r.get("refine_score") is None, r.get("refine_score") or 0.0,
+                           -changed(r)),
+        )  # fmt: skip
+    raise ValueError(f"gallery sort: expected 'changed' or 'score', got {sort!r}")
+
+
 def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path | None:
     """One line per item: coarse / refined / ground truth overlays. ``None`` if no items."""
     if not items:
@@ -241,6 +259,63 @@ def draw_before_after(
     scatter.set_xlabel(f"coarse {pair_label}")
     scatter.set_ylabel(f"refined {pair_label}")
     scatter.set_title(f"per item ({len(pairs)})")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- refinement scores
+
+
+def score_metrics(histogram: dict[str, Any] | None) -> dict[str, float]:
+    """MLflow metrics of a stage's score summary (:func:`segrefiner.inference.score.
+    score_histogram`): ``score/count``, ``score/mean``, ``score/p10``, ``score/p50``,
+    ``score/p90``, ``score/below_zero``."""
+    if not histogram:
+        return {}
+    keys = ("count", "mean", "p10", "p50", "p90", "below_zero")
+    return {f"score/{k}": float(histogram[k]) for k in keys if histogram.get(k) is not None}
+
+
+def draw_score_histogram(
+    histogram: dict[str, Any], path: str | os.PathLike, guard: float | None = None
+) -> Path | None:
+    """Bars of the refinement scores (predicted IoU change, points) with the guard's threshold
+    as a line; ``None`` (nothing drawn) when no item was scored."""
+    if not histogram or not histogram.get("count"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges, counts = histogram["edges"], histogram["counts"]
+    labels = []
+    for lo, hi in itertools.pairwise(edges):
+        if lo == float("-inf"):
+            labels.append(f"<{hi:g}")
+        elif hi == float("inf"):
+            labels.append(f">={lo:g}")
+        else:
+            labels.append(f"{lo:g}")
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    x = np.arange(len(counts))
+    colors = ["#e63c28" if hi <= 0 else "#28c846" for hi in edges[1:]]
+    ax.bar(x, counts, color=colors)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_xlabel("refinement score: predicted IoU change (points)")
+    ax.set_ylabel("items")
+    title = f"{histogram['count']} scored items, {100 * histogram['below_zero']:.1f}% below 0"
+    if guard is not None:
+        # bar i (1..20) spans [i - 11, i - 10) points and is drawn over [i - 0.5, i + 0.5)
+        position = float(np.clip(guard * 100 + 10.5, -0.5, len(counts) - 0.5))
+        ax.axvline(position, color="k", linestyle="--", linewidth=1)
+        title += f"; guard at {guard * 100:+.2g}"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         "max-autotune, max-autotune-no-cudagraphs",
     )
     p.add_argument("--no-store", action="store_true", help="do not keep masks in the zarr store")
+    p.add_argument(
+        "--guard",
+        type=float,
+        default=None,
+        metavar="THRESHOLD",
+        help="not official: keep the coarse mask where the refinement score (predicted IoU "
+        "change) is below THRESHOLD, e.g. 0; default off",
+    )
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     p.add_argument(
         "--workers",
@@ -80,6 +88,7 @@ def _config(args: argparse.Namespace):
         compile_mode=args.compile,
         write_store=not args.no_store,
         pack_images=pack_images,
+        guard=args.guard,
     )
 
 

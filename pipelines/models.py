@@ -14,13 +14,17 @@ import torch
 
 from segrefiner.checkpoint import load_checkpoint
 from segrefiner.inference import InferenceConfig
+from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
 from segrefiner.io import file_sha256
 from segrefiner.model import PRESETS, DenoiseUNet, get_preset
 
 __all__ = ["checkpoint_id", "file_sha256", "load_cached_model"]
 
 _LOCK = threading.Lock()
-_MODELS: dict[tuple[str, str], tuple[DenoiseUNet, InferenceConfig]] = {}
+_MODELS: dict[
+    tuple[str, str], tuple[DenoiseUNet, InferenceConfig, dict[str, ScoreCalibration]]
+] = {}
+MODES = ("instance", "semantic")
 
 
 def checkpoint_id(checkpoint: str | os.PathLike) -> str:
@@ -32,10 +36,10 @@ def checkpoint_id(checkpoint: str | os.PathLike) -> str:
 
 def load_cached_model(
     checkpoint: str | os.PathLike, device: str
-) -> tuple[DenoiseUNet, InferenceConfig]:
-    """The network of ``checkpoint`` on ``device`` and its saved inference settings, loaded
-    once per process and content hash. Presets are seeded with 0 so every worker builds the same
-    random network."""
+) -> tuple[DenoiseUNet, InferenceConfig, dict[str, ScoreCalibration]]:
+    """The network of ``checkpoint`` on ``device``, its saved inference settings and its
+    refinement-score calibration per path ("instance", "semantic"), loaded once per process and
+    content hash. Presets are seeded with 0 so every worker builds the same random network."""
     ident = checkpoint_id(checkpoint)
     key = (ident, device)
     with _LOCK:
@@ -44,10 +48,11 @@ def load_cached_model(
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
                     model = DenoiseUNet(get_preset(str(checkpoint)))
-                config = InferenceConfig()
+                meta: dict = {}
             else:
                 model, meta = load_checkpoint(checkpoint)
-                saved = meta.get("inference")
-                config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
-            _MODELS[key] = (model.to(device).eval(), config)
+            saved = meta.get("inference")
+            config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
+            calibrations = {mode: calibration_from_meta(meta, mode) for mode in MODES}
+            _MODELS[key] = (model.to(device).eval(), config, calibrations)
         return _MODELS[key]

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 
 from segrefiner.diffusion import DiscreteDiffusion
-from segrefiner.inference.instance import PreparedInstances, refine_crops
+from segrefiner.inference.instance import CropResults, PreparedInstances, refine_crops
 
 log = logging.getLogger(__name__)
 
-DoneFn = Callable[[Any, PreparedInstances, torch.Tensor], None]
+DoneFn = Callable[[Any, PreparedInstances, CropResults], None]
 FailedFn = Callable[[Any, PreparedInstances, str], None]
 
 
@@ -35,7 +35,7 @@ class _Job:
     key: Any
     prepared: PreparedInstances
     generators: list[torch.Generator]
-    parts: list[torch.Tensor] = field(default_factory=list)
+    parts: list[CropResults] = field(default_factory=list)
     taken: int = 0  # crops already run (or skipped after a failure)
     failed: str | None = None
 
@@ -47,7 +47,8 @@ class _Job:
 class CropQueue:
     """Runs queued crops in full batches; see the module docs.
 
-    ``on_done(key, prepared, probs)`` gets an image's (K, 1, S, S) probabilities;
+    ``on_done(key, prepared, results)`` gets an image's crop results ((K, 1, S, S)
+    probabilities and score features);
     ``on_failed(key, prepared, reason)`` an image none of whose masks could be refined.
     Callbacks run on the caller's thread, in the order images were added.
     """
@@ -111,7 +112,7 @@ class CropQueue:
         try:
             # copies of the generators, so a retry draws the same noise as a clean run
             fresh = [torch.Generator().set_state(g.get_state()) for g in gens]
-            probs = refine_crops(self.denoiser, self.diffusion, crops, coarse, fresh, len(gens))
+            results = refine_crops(self.denoiser, self.diffusion, crops, coarse, fresh, len(gens))
         except torch.OutOfMemoryError:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -127,7 +128,7 @@ class CropQueue:
             return
         start = 0
         for job, a, b in runs:
-            job.parts.append(probs[start : start + b - a])
+            job.parts.append(results[start : start + b - a])
             start += b - a
             job.taken = b
         self._queued -= n
@@ -138,5 +139,5 @@ class CropQueue:
             if job.failed is not None:
                 self.on_failed(job.key, job.prepared, job.failed)
                 continue
-            probs = torch.cat(job.parts) if job.parts else job.prepared.coarse  # (0, 1, S, S)
-            self.on_done(job.key, job.prepared, probs)
+            parts = job.parts or [CropResults(job.prepared.coarse)]  # (0, 1, S, S)
+            self.on_done(job.key, job.prepared, CropResults.cat(parts))

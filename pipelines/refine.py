@@ -7,7 +7,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -16,6 +16,7 @@ from pipelines.stores import MaskStore
 from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion, PaddedBatches
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig
+from segrefiner.inference.score import ScoreCalibration
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,25 @@ class RefineConfig:
     compile_mode: str | None = None  # torch.compile mode, one of COMPILE_MODES (None: default)
     write_store: bool = True  # also keep the refined masks in the zarr store
     pack_images: int = 4  # HR: images whose global passes and patches share batches
+    # not official: keep the coarse mask where the refinement score (predicted IoU change) is
+    # below this; None: off (see segrefiner.inference.score)
+    guard: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.guard is not None:
+            InferenceConfig(guard=self.guard)  # the same range check, before any work starts
 
 
-def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, InferenceConfig]:
-    model, saved = load_cached_model(config.checkpoint, config.device)
-    infer = saved
+class InferenceSetup(NamedTuple):
+    denoiser: Any
+    diffusion: DiscreteDiffusion
+    infer: InferenceConfig
+    calibrations: dict[str, ScoreCalibration]  # per path: "instance", "semantic"
+
+
+def inference_setup(config: RefineConfig) -> InferenceSetup:
+    model, saved, calibrations = load_cached_model(config.checkpoint, config.device)
+    infer = saved.replace(guard=config.guard)
     if config.batch_size:
         infer = infer.replace(batch_size=config.batch_size)
     if config.model_size:
@@ -54,7 +69,8 @@ def inference_setup(config: RefineConfig) -> tuple[Any, DiscreteDiffusion, Infer
         denoiser = PaddedBatches(compiled, (config.pack_images, infer.batch_size))
     if config.bf16:
         denoiser = AutocastDenoiser(denoiser, torch.device(config.device).type, torch.bfloat16)
-    return denoiser, DiscreteDiffusion(num_steps=model.config.num_timesteps), infer
+    diffusion = DiscreteDiffusion(num_steps=model.config.num_timesteps)
+    return InferenceSetup(denoiser, diffusion, infer, calibrations)
 
 
 _COMPILED: dict[tuple[int, str | None], Any] = {}
@@ -75,13 +91,16 @@ def _compiled(model: torch.nn.Module, mode: str | None = None) -> Any:
 
 
 def run_fingerprint(config: RefineConfig, **inputs: Any) -> dict[str, Any]:
-    return {
+    fingerprint = {
         "checkpoint": checkpoint_id(config.checkpoint),
         "seed": config.seed,
         "model_size": config.model_size,
         "bf16": config.bf16,  # batch size, shard layout and workers do not change results
         **inputs,
     }
+    if config.guard is not None:  # absent when off: runs from before the guard still resume
+        fingerprint["guard"] = config.guard
+    return fingerprint
 
 
 def open_or_create_work(

@@ -14,7 +14,11 @@ Work directory layout (``work_dir``)::
 The output JSON has every accepted detection of the input, in input order, with the same
 ``image_id``, ``category_id``, ``bbox`` and ``score`` and a refined ``segmentation`` (RLE).
 Instances under ``area_thr`` pixels pass through unrefined; so do all detections of an image
-that cannot be read (the manifest says why). Images without detections get none.
+that cannot be read (the manifest says why). Images without detections get none. Every
+detection that went through the network also carries ``refine_score``, the refinement's
+predicted IoU change (:mod:`segrefiner.inference.score`; COCO and LVIS evaluation ignore the
+extra field); with a guard (``RefineConfig.guard``) a detection scored below it keeps its coarse
+mask. The manifest's summary counts the guarded detections and summarises the scores.
 
 Within a shard, images are decoded and cropped ahead on reader threads, their crops run in full
 network batches across image boundaries (:class:`pipelines.packing.CropQueue`), and pasting,
@@ -32,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from pipelines.models import file_sha256
 from pipelines.packing import CropQueue
@@ -51,12 +54,14 @@ from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
 from segrefiner.errors import InputError
-from segrefiner.inference import item_generator
+from segrefiner.inference import InferenceConfig, item_generator
 from segrefiner.inference.instance import (
+    CropResults,
     PreparedInstances,
     finish_instances,
     prepare_instances,
 )
+from segrefiner.inference.score import ScoreCalibration, score_histogram
 from segrefiner.io import image_size, read_image, read_json, write_json
 from segrefiner.locking import folder_lock
 
@@ -150,17 +155,31 @@ def prepare_refine_coco(
 class _Emitter:
     """Collects a shard's outputs: store masks, RLE entries and per-image rows."""
 
-    def __init__(self, store: MaskStore | None):
+    def __init__(
+        self,
+        store: MaskStore | None,
+        infer: InferenceConfig | None = None,
+        calibration: ScoreCalibration | None = None,
+    ):
         self.store = store
+        self.infer = infer or InferenceConfig()
+        self.calibration = calibration
         self.entries: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
 
     def emit(
-        self, image: dict, masks: np.ndarray, refined: np.ndarray, status: str, reason: str | None
+        self,
+        image: dict,
+        masks: np.ndarray,
+        refined: np.ndarray,
+        status: str,
+        reason: str | None,
+        scores: np.ndarray | None = None,
+        guarded: np.ndarray | None = None,
     ) -> None:
         if self.store is not None:
             self.store.write_mask(KIND, str(image["image_id"]), masks, attrs={"status": status})
-        self._add(image, rle.encode_many(masks), refined, status, reason)
+        self._add(image, rle.encode_many(masks), refined, status, reason, scores, guarded)
 
     def emit_original(self, image: dict, status: str, reason: str | None) -> None:
         """Pass an image's detections through without decoding them (no store masks)."""
@@ -175,8 +194,15 @@ class _Emitter:
         refined: np.ndarray,
         status: str,
         reason: str | None,
+        scores: np.ndarray | None = None,
+        guarded: np.ndarray | None = None,
     ) -> None:
-        for det, seg, was_refined in zip(image["detections"], segmentations, refined, strict=True):
+        n = len(image["detections"])
+        scores = np.full(n, np.nan) if scores is None else scores
+        guarded = np.zeros(n, bool) if guarded is None else guarded
+        for det, seg, was_refined, score, held in zip(
+            image["detections"], segmentations, refined, scores, guarded, strict=True
+        ):
             self.entries.append(
                 {
                     "index": det["index"],
@@ -186,6 +212,8 @@ class _Emitter:
                     "score": det["score"],
                     "segmentation": seg,
                     "refined": bool(was_refined),
+                    "refine_score": None if np.isnan(score) else round(float(score), 6),
+                    "guarded": bool(held),
                 }
             )
         self.rows.append(
@@ -193,15 +221,19 @@ class _Emitter:
                 "image_id": image["image_id"],
                 "status": status,
                 "reason": reason,
-                "detections": len(image["detections"]),
+                "detections": n,
                 "refined": int(np.sum(refined)),
+                "guarded": int(np.sum(guarded)),
             }
         )
 
-    def emit_refined(self, image: dict, prepared: PreparedInstances, probs: torch.Tensor) -> None:
+    def emit_refined(self, image: dict, prepared: PreparedInstances, results: CropResults) -> None:
+        done = finish_instances(prepared, results, self.infer, self.calibration)
+        # an instance the guard held back keeps its coarse mask: passed through, not refined
         refined = np.zeros(len(prepared.masks), bool)
         refined[prepared.todo] = True
-        self.emit(image, finish_instances(prepared, probs), refined, "ok", None)
+        refined &= ~done.guarded
+        self.emit(image, done.masks, refined, "ok", None, done.scores, done.guarded)
 
 
 def run_refine_coco_shard(
@@ -215,8 +247,8 @@ def run_refine_coco_shard(
     if done is not None:
         return {**done, "skipped": True}
     payload = read_json(work / "inputs" / f"{shard.name}.json")
-    denoiser, diffusion, infer = inference_setup(config)
-    emitter = _Emitter(store if config.write_store else None)
+    denoiser, diffusion, infer, calibrations = inference_setup(config)
+    emitter = _Emitter(store if config.write_store else None, infer, calibrations.get("instance"))
 
     def load(image: dict) -> tuple[np.ndarray | None, PreparedInstances | None, str | None]:
         # Runs on a reader thread: decoding and cropping overlap the network's work. The file's
@@ -269,8 +301,8 @@ def run_refine_coco_shard(
             denoiser,
             diffusion,
             infer.batch_size,
-            on_done=lambda image, prepared, probs: behind.submit(
-                emitter.emit_refined, image, prepared, probs
+            on_done=lambda image, prepared, results: behind.submit(
+                emitter.emit_refined, image, prepared, results
             ),
             on_failed=lambda image, prepared, reason: unrefined(image, prepared.masks, reason),
             device=config.device,
@@ -314,7 +346,7 @@ def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike)
         rows += part["rows"]
     entries.sort(key=lambda e: e["index"])
     keys = ("image_id", "category_id", "bbox", "score", "segmentation")
-    write_json(output, [{k: e[k] for k in keys} for e in entries])
+    write_json(output, [_result_entry(e, keys) for e in entries])
     rejected = read_json(work / "rejected.json")
     summary = {
         "output": str(output),
@@ -322,6 +354,9 @@ def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike)
         "detections": len(entries),
         "refined": sum(e["refined"] for e in entries),
         "passed_through": sum(not e["refined"] for e in entries),
+        "guarded": sum(e.get("guarded", False) for e in entries),
+        "guard": (store.attrs.get("fingerprint") or {}).get("guard"),
+        "scores": score_histogram([e.get("refine_score") for e in entries]),
         "failed_images": sum(r["status"] != "ok" for r in rows),
         "rejected_entries": len(rejected),
         "shards": len(parts),
@@ -331,6 +366,15 @@ def finalize_refine_coco(work_dir: str | os.PathLike, output: str | os.PathLike)
     )
     store.update_attrs({"complete": True, "summary": summary})
     return summary
+
+
+def _result_entry(entry: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """One results-file entry: the COCO fields, plus ``refine_score`` (the predicted IoU
+    change) for every detection that went through the network, guarded or not."""
+    out = {k: entry[k] for k in keys}
+    if entry.get("refine_score") is not None:
+        out["refine_score"] = entry["refine_score"]
+    return out
 
 
 # --------------------------------------------------------------------------- all of it

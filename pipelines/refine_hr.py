@@ -48,7 +48,8 @@ from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
 from segrefiner.inference import item_generator
-from segrefiner.inference.semantic import SemanticItem, refine_semantic_group
+from segrefiner.inference.score import ScoreCalibration, score_histogram
+from segrefiner.inference.semantic import SemanticItem, SemanticResult, refine_semantic_group
 from segrefiner.io import read_image, read_json, read_mask, resolve_under, write_json, write_mask
 from segrefiner.locking import folder_lock
 
@@ -178,7 +179,8 @@ def _refine_group(
     diffusion: Any,
     infer: Any,
     config: RefineConfig,
-) -> list[np.ndarray | str]:
+    calibration: ScoreCalibration | None = None,
+) -> list[SemanticResult | str]:
     """Refine a group of samples with their patches packed into shared batches. A CUDA
     out-of-memory error halves the batch and retries; at batch 1 the samples are retried one
     by one, and one that still runs out of memory gets its reason instead of a mask."""
@@ -193,7 +195,12 @@ def _refine_group(
             with warnings.catch_warnings():  # the manifest row says "empty" instead
                 warnings.filterwarnings("ignore", message=".*returning an empty mask")
                 return refine_semantic_group(
-                    denoiser, diffusion, items, infer.replace(batch_size=batch), config.device
+                    denoiser,
+                    diffusion,
+                    items,
+                    infer.replace(batch_size=batch),
+                    config.device,
+                    calibration,
                 )
         except torch.OutOfMemoryError:
             if config.device.startswith("cuda"):
@@ -204,7 +211,7 @@ def _refine_group(
                 return [
                     out
                     for one in group
-                    for out in _refine_group([one], denoiser, diffusion, infer, config)
+                    for out in _refine_group([one], denoiser, diffusion, infer, config, calibration)
                 ]
             batch = max(1, batch // 2)
             names = ", ".join(sample["sample_id"] for sample, _, _ in group)
@@ -235,15 +242,17 @@ def run_refine_hr_shard(
     if done is not None:
         return {**done, "skipped": True}
     samples = read_json(work / "inputs" / f"{shard.name}.json")["samples"]
-    denoiser, diffusion, infer = inference_setup(config)
+    denoiser, diffusion, infer, calibrations = inference_setup(config)
     rows: dict[str, dict[str, Any]] = {}
     group: list[tuple[dict, np.ndarray, np.ndarray]] = []
     group_started = time.perf_counter()
 
     def finish(sample: dict, mask: np.ndarray | None, status: str, reason: str | None,
-               seconds: float, behind: WriteBehind) -> None:  # fmt: skip
+               seconds: float, behind: WriteBehind,
+               result: SemanticResult | None = None) -> None:  # fmt: skip
         if status == "failed":
             log.warning("%s: %s", sample["sample_id"], reason)
+        score = None if result is None or np.isnan(result.score) else round(result.score, 6)
         rows[sample["sample_id"]] = {
             "sample_id": sample["sample_id"],
             "output": sample["output"],
@@ -251,11 +260,15 @@ def run_refine_hr_shard(
             "reason": reason,
             "written": mask is not None,
             "seconds": round(seconds, 3),
+            "refine_score": score,
+            "guarded": bool(result is not None and result.guarded),
         }
         behind.submit(_write_outputs, store, config, sample, mask, status)
 
     def run_group(behind: WriteBehind) -> None:
-        outputs = _refine_group(group, denoiser, diffusion, infer, config)
+        outputs = _refine_group(
+            group, denoiser, diffusion, infer, config, calibrations.get("semantic")
+        )
         each = (time.perf_counter() - group_started) / len(group)
         for (sample, _, coarse), out in zip(group, outputs, strict=True):
             if isinstance(out, str):  # out of memory even alone: pass the coarse mask through
@@ -263,10 +276,10 @@ def run_refine_hr_shard(
                 continue
             pixels = int(coarse.sum())
             if pixels > infer.min_foreground:
-                finish(sample, out, "ok", None, each, behind)
+                finish(sample, out.mask, "ok", None, each, behind, out)
             else:
                 reason = f"coarse mask has {pixels} <= {infer.min_foreground} pixels: empty output"
-                finish(sample, out, "empty", reason, each, behind)
+                finish(sample, out.mask, "empty", reason, each, behind, out)
 
     with WriteBehind(depth=2) as behind:
         for sample, (image, coarse, error) in prefetch(_load, samples, depth=2):
@@ -307,6 +320,9 @@ def finalize_refine_hr(work_dir: str | os.PathLike) -> dict[str, Any]:
         "empty": sum(r["status"] == "empty" for r in rows),
         "failed": sum(r["status"] == "failed" for r in rows),
         "passed_through": sum(r["status"] == "failed" and r["written"] for r in rows),
+        "guarded": sum(r.get("guarded", False) for r in rows),
+        "guard": (store.attrs.get("fingerprint") or {}).get("guard"),
+        "scores": score_histogram([r.get("refine_score") for r in rows]),
         "shards": len(parts),
     }
     write_json(work / "manifest.json", {"summary": summary, "samples": rows}, indent=1)

@@ -295,3 +295,17 @@ def export_official(path: str | os.PathLike, model: DenoiseUNet) -> None:
     state["loss_texture.sobel.conv_y.weight"] = torch.tensor(SOBEL_Y).div(4.0).view(1, 1, 3, 3)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+_LOADED_KEYS = ("format", "preset", "library_version", "config")  # added by load_checkpoint
+
+
+def save_with_meta(
+    source: str | os.PathLike, path: str | os.PathLike, updates: Mapping[str, Any]
+) -> None:
+    """Write ``source``'s weights to ``path`` (this project's format) with its saved ``meta``
+    updated by ``updates`` (e.g. a score calibration). An official checkpoint becomes a file
+    of this project's format with the same weights."""
+    model, meta = load_checkpoint(source)
+    saved = {k: v for k, v in meta.items() if k not in _LOADED_KEYS}
+    save_checkpoint(path, model, {**saved, **dict(updates)})

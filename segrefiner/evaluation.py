@@ -21,11 +21,18 @@ carries the pooled IoU of the DIS / BIG protocol (``pooled_iou``: all intersecti
 unions) next to the mean boundary accuracy (mBA).
 
 ``refiner=None`` measures the coarse masks alone (their distribution and AP).
+
+Every refined instance also carries its refinement score (the predicted IoU change, see
+:mod:`segrefiner.inference.score`) and the features it came from. Per kind the report gives
+the Spearman correlation between score and true IoU change, and for each threshold of
+``guards`` the metrics the guard would give (an instance scored below the threshold keeps its
+coarse mask: the guard's rule, applied to the same run), next to the unguarded ones.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import time
@@ -41,6 +48,7 @@ from segrefiner import io, rle
 from segrefiner.data.coarse_kinds import COARSE_KINDS, coarse_mask
 from segrefiner.data.coco import InstanceSet, load_coco_instances
 from segrefiner.errors import InputError
+from segrefiner.inference.score import FEATURES, guard_keeps_coarse, spearman
 from segrefiner.metrics import boundary_accuracy, boundary_iou, instance_ap, iou
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,16 @@ class InstanceRow:
     area: int
     coarse: dict[str, float | None]
     refined: dict[str, float | None]
+    score: float | None = None  # the refinement score; None: not refined (or no score)
+    features: tuple[float, ...] | None = None  # the score's features (FEATURES order)
 
     def delta(self, metric: str = "iou") -> float:
         return (self.refined[metric] or 0.0) - (self.coarse[metric] or 0.0)
+
+    def guarded(self, threshold: float) -> bool:
+        """The guard's rule: the coarse mask is kept when the score is below the threshold."""
+        return bool(guard_keeps_coarse(np.array([np.nan if self.score is None else self.score]),
+                                       threshold)[0])  # fmt: skip
 
 
 @dataclass
@@ -83,6 +98,12 @@ class KindSummary:
     harmed: float | None = None  # fraction of instances with IoU down by more than the margin
     helped: float | None = None
     coarse_iou_percentiles: dict[str, float] = field(default_factory=dict)
+    # Spearman correlation between the refinement score and the true IoU change
+    score_spearman: float | None = None
+    # per guard threshold (its repr as key): the refined metrics with the guard on, plus
+    # "harmed", "helped", "kept_coarse" (fraction of instances the guard held back) and
+    # "gain_kept" (guarded mean IoU gain over the unguarded one)
+    guarded: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +114,8 @@ class KindSummary:
             "harmed": self.harmed,
             "helped": self.helped,
             "coarse_iou_percentiles": self.coarse_iou_percentiles,
+            "score_spearman": self.score_spearman,
+            "guarded": self.guarded,
         }
 
 
@@ -139,12 +162,31 @@ class RefinementReport:
                     f"  harmed (IoU -{HARM_MARGIN * 100:.0f} pts) {s.harmed * 100:.1f}%   "
                     f"helped (+{HARM_MARGIN * 100:.0f} pts) {(s.helped or 0) * 100:.1f}%"
                 )
+            if s.score_spearman is not None:
+                lines.append(f"  score vs IoU change: Spearman {s.score_spearman:+.3f}")
+            if s.guarded:
+                lines.append(
+                    "  guard     kept coarse   iou  mBA term  mask AP  bnd AP  harmed  gain kept"
+                )
+                rows = [("off", {**s.refined, "harmed": s.harmed, "kept_coarse": 0.0,
+                                 "gain_kept": 1.0})]  # fmt: skip
+                rows += list(s.guarded.items())
+                for name, g in rows:
+                    kept = g.get("gain_kept")
+                    lines.append(
+                        f"  {name:>8s}  {_pts(g.get('kept_coarse')):>9s}%  "
+                        f"{_pts(g.get('iou')):>6s}  {_pts(g.get('boundary_accuracy')):>8s}  "
+                        f"{_pts(g.get('segm_ap')):>7s}  {_pts(g.get('boundary_ap')):>6s}  "
+                        f"{_pts(g.get('harmed')):>5s}%  "
+                        + ("n/a" if kept is None else f"{kept * 100:.0f}%")
+                    )
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike) -> None:
         """One line per (kind, instance): ids, area, coarse and refined metrics."""
         header = ["kind", "image_id", "file_name", "annotation_id", "category", "area"]
         header += [f"coarse_{m}" for m in METRICS] + [f"refined_{m}" for m in METRICS]
+        header += ["refine_score", *(f"feature_{f}" for f in FEATURES)]
         with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
@@ -152,6 +194,8 @@ class RefinementReport:
                 values = [r.kind, r.image_id, r.file_name, r.annotation_id, r.category, r.area]
                 values += [_cell(r.coarse.get(m)) for m in METRICS]
                 values += [_cell(r.refined.get(m)) for m in METRICS]
+                values.append(_cell(r.score))
+                values += [_cell(v) for v in (r.features or (None,) * len(FEATURES))]
                 writer.writerow(values)
 
 
@@ -161,6 +205,10 @@ def _pts(value: float | None) -> str:
 
 def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -174,6 +222,72 @@ def _scores(mask: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
         "boundary_iou": boundary_iou(mask, gt),
         "boundary_accuracy": boundary_accuracy(mask, gt),
     }
+
+
+def _refine(
+    refiner: Any,
+    mode: str,
+    image: np.ndarray,
+    coarses: np.ndarray,
+    keys: list[tuple[str, int]],
+    scores: np.ndarray,
+    features: np.ndarray,
+) -> np.ndarray:
+    """Refine one image's coarse masks of one kind; fills ``scores`` / ``features`` in place
+    when the refiner gives them. Returns (N, H, W) bool."""
+    if mode == "instance":
+        detailed = getattr(refiner, "refine_instances_detailed", None)
+        if detailed is None:
+            return refiner.refine_instances(image, coarses, keys=keys)
+        out = detailed(image, coarses, keys=keys)
+        scores[:] = out.scores
+        features[:] = out.features
+        return out.masks
+    detailed = getattr(refiner, "refine_detailed", None)
+    if detailed is None:
+        return np.stack([refiner.refine(image, c, key=k) for c, k in zip(coarses, keys)])
+    masks = []
+    for i, (c, k) in enumerate(zip(coarses, keys)):
+        result = detailed(image, c, key=k)
+        scores[i] = result.score
+        if result.features is not None:
+            features[i] = result.features
+        masks.append(result.mask)
+    return np.stack(masks)
+
+
+def _ap(annotations: str | os.PathLike, dets: list[dict[str, Any]]) -> dict[str, float | None]:
+    out = {}
+    for iou_type in ("segm", "boundary"):
+        ap = instance_ap(str(annotations), dets, iou_type) if dets else {}
+        out[f"{iou_type}_ap"] = ap.get("AP")
+    return out
+
+
+def _guarded_summary(
+    rows: list[InstanceRow],
+    detections: dict[str, list[dict[str, Any]]],
+    threshold: float,
+    annotations: str | os.PathLike | None,
+) -> dict[str, float | None]:
+    """The refined metrics of ``rows`` (one kind) had the guard at ``threshold`` run: a row
+    whose score is below it counts with its coarse mask. ``annotations``: also the APs."""
+    held = [r.guarded(threshold) for r in rows]
+    chosen = [r.coarse if h else r.refined for r, h in zip(rows, held)]
+    out: dict[str, float | None] = {m: _mean([c.get(m) for c in chosen]) for m in METRICS}
+    deltas = np.array([0.0 if h else r.delta("iou") for r, h in zip(rows, held)])
+    unguarded = float(np.mean([r.delta("iou") for r in rows])) if rows else 0.0
+    out["harmed"] = float(np.mean(deltas < -HARM_MARGIN)) if rows else None
+    out["helped"] = float(np.mean(deltas > HARM_MARGIN)) if rows else None
+    out["kept_coarse"] = float(np.mean(held)) if rows else None
+    out["gain_kept"] = float(np.mean(deltas)) / unguarded if unguarded > 0 else None
+    if annotations is not None:
+        dets = [
+            c if h else r
+            for c, r, h in zip(detections["coarse"], detections["refined"], held, strict=True)
+        ]
+        out.update(_ap(annotations, dets))
+    return out
 
 
 def _pool(acc: list[int], mask: np.ndarray, gt: np.ndarray) -> None:
@@ -192,13 +306,16 @@ def evaluate_refinement(
     checkpoint: str | None = None,
     progress: Callable[[str], None] | None = None,
     mode: str = "instance",
+    guards: Sequence[float] = (),
 ) -> RefinementReport:
     """Coarse vs refined on every instance of a COCO instances file (see the module docstring).
 
     ``refiner``: a :class:`segrefiner.Refiner`, or ``None`` for the coarse masks alone. In
-    ``mode="instance"`` its ``refine_instances`` is used, one call per image and kind; in
-    ``mode="semantic"`` its ``refine``, one call per instance and kind; keys
-    ``(kind, annotation id)`` either way.
+    ``mode="instance"`` its ``refine_instances_detailed`` is used, one call per image and kind;
+    in ``mode="semantic"`` its ``refine_detailed``, one call per instance and kind; keys
+    ``(kind, annotation id)`` either way. A refiner with only ``refine_instances`` /
+    ``refine`` (masks only) works too; its instances have no score.
+    ``guards``: thresholds whose guarded metrics the report gives (see the module docstring).
     """
     unknown = [k for k in kinds if k not in COARSE_KINDS]
     if unknown:
@@ -227,16 +344,12 @@ def evaluate_refinement(
                     for a, gt in zip(anns, gts)
                 ]
             )
+            scores = np.full(len(anns), np.nan)
+            features = np.full((len(anns), len(FEATURES)), np.nan)
             if refiner is not None:
                 tic = time.perf_counter()
-                if mode == "instance":
-                    refined = refiner.refine_instances(
-                        image, coarses, keys=[(kind, a.id) for a in anns]
-                    )
-                else:
-                    refined = np.stack(
-                        [refiner.refine(image, c, key=(kind, a.id)) for a, c in zip(anns, coarses)]
-                    )
+                refined = _refine(refiner, mode, image, coarses, [(kind, a.id) for a in anns],
+                                  scores, features)  # fmt: skip
                 refine_seconds += time.perf_counter() - tic
             for i, (ann, gt) in enumerate(zip(anns, gts)):
                 base = {"image_id": image_id, "category_id": ann.category_id, "score": 1.0}
@@ -260,6 +373,10 @@ def evaluate_refinement(
                         area=int(np.count_nonzero(gt)),
                         coarse=coarse_scores,
                         refined=refined_scores,
+                        score=_finite(scores[i]),
+                        features=None
+                        if np.isnan(features[i]).any()
+                        else tuple(float(v) for v in features[i]),
                     )
                 )
         if progress is not None:
@@ -288,14 +405,21 @@ def evaluate_refinement(
             deltas = np.array([r.delta("iou") for r in kind_rows])
             summary.harmed = float(np.mean(deltas < -HARM_MARGIN))
             summary.helped = float(np.mean(deltas > HARM_MARGIN))
+            scored = [r for r in kind_rows if r.score is not None]
+            summary.score_spearman = spearman(
+                [r.score for r in scored], [r.delta("iou") for r in scored]
+            )
         if with_ap:
             for name, dets in detections[kind].items():
                 if name == "refined" and refiner is None:
                     continue
                 target = summary.coarse if name == "coarse" else summary.refined
-                for iou_type in ("segm", "boundary"):
-                    ap = instance_ap(str(annotations), dets, iou_type) if dets else {}
-                    target[f"{iou_type}_ap"] = ap.get("AP")
+                target.update(_ap(annotations, dets))
+        if refiner is not None:
+            for threshold in guards:
+                summary.guarded[f"{threshold:g}"] = _guarded_summary(
+                    kind_rows, detections[kind], threshold, annotations if with_ap else None
+                )
         summaries[kind] = summary
     return RefinementReport(
         source=str(annotations),
@@ -324,6 +448,7 @@ def evaluate_real(
     annotations: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     mode: str = "instance",
+    guards: Sequence[float] = (),
 ) -> RefinementReport:
     """:func:`evaluate_refinement` on the real-photo evaluation split (``segrefiner data real``).
 
@@ -363,6 +488,99 @@ def evaluate_real(
             checkpoint=None if checkpoint is None else str(checkpoint),
             progress=progress,
             mode=mode,
+            guards=guards,
         )
     finally:
         torch.set_num_threads(previous)
+
+
+REAL_TRAIN = Path("annotations") / "real_train.json"
+
+
+def calibrate_score(
+    checkpoint: str | os.PathLike,
+    data_root: str | os.PathLike = "data/real",
+    *,
+    seeds: Sequence[int] = (0, 1),
+    mode: str = "instance",
+    kinds: Sequence[str] = tuple(COARSE_KINDS),
+    device: str = "cpu",
+    threads: int | None = 1,
+    annotations: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Fit ``checkpoint``'s score calibration on the real-photo *training* split.
+
+    Every instance of ``annotations`` (default ``<data_root>/annotations/real_train.json``)
+    gets a coarse mask of each kind per seed, is refined on the ``mode`` path, and the IoU
+    change is regressed on the score features (:func:`segrefiner.inference.score.
+    fit_calibration`). Returns the :class:`~segrefiner.inference.score.ScoreCalibration`, with
+    its provenance (checkpoint hash, split, seeds, rows) and in-sample Spearman correlations
+    per kind in ``quality``.
+    """
+    from segrefiner.inference.score import fit_calibration
+
+    root = Path(data_root)
+    ann_path = Path(annotations) if annotations is not None else root / REAL_TRAIN
+    rows = calibration_rows(
+        checkpoint, root, seeds=seeds, mode=mode, kinds=kinds, device=device, threads=threads,
+        annotations=ann_path, progress=progress,
+    )  # fmt: skip
+    features = np.array([r.features for r in rows])
+    deltas = np.array([r.delta("iou") for r in rows])
+    checkpoint_path = Path(checkpoint)
+    fitted_on = {
+        "checkpoint": checkpoint_path.name,
+        "checkpoint_sha256": io.file_sha256(checkpoint_path) if checkpoint_path.is_file() else None,
+        "annotations": str(ann_path),
+        "seeds": list(seeds),
+        "kinds": list(kinds),
+        "rows": len(rows),
+    }
+    calibration = fit_calibration(features, deltas, mode=mode, fitted_on=fitted_on)
+    return dataclasses.replace(calibration, quality=fit_quality(calibration, rows, kinds))
+
+
+def fit_quality(calibration: Any, rows: list[InstanceRow], kinds: Sequence[str]) -> dict[str, Any]:
+    """Spearman correlations between ``calibration``'s scores and the IoU changes of
+    ``rows``, over all of them and per kind."""
+    scores = calibration.score(np.array([r.features for r in rows]))
+    deltas = np.array([r.delta("iou") for r in rows])
+    quality: dict[str, Any] = {"spearman": spearman(scores, deltas)}
+    for kind in kinds:
+        pick = np.array([r.kind == kind for r in rows])
+        quality[f"spearman_{kind}"] = spearman(scores[pick], deltas[pick])
+    return quality
+
+
+def calibration_rows(
+    checkpoint: str | os.PathLike,
+    data_root: str | os.PathLike,
+    *,
+    seeds: Sequence[int],
+    mode: str,
+    kinds: Sequence[str],
+    device: str,
+    threads: int | None,
+    annotations: str | os.PathLike,
+    progress: Callable[[str], None] | None = None,
+) -> list[InstanceRow]:
+    """The refined rows (with score features) of every seed, to fit a calibration on."""
+    rows: list[InstanceRow] = []
+    for seed in seeds:
+        report = evaluate_real(
+            checkpoint,
+            data_root,
+            kinds=kinds,
+            seed=seed,
+            device=device,
+            threads=threads,
+            with_ap=False,
+            annotations=annotations,
+            progress=progress,
+            mode=mode,
+        )
+        rows += [r for r in report.rows if r.features is not None]
+    if not rows:
+        raise InputError(f"{annotations}: no instance was refined; nothing to calibrate on")
+    return rows

@@ -6,6 +6,10 @@
     refiner = Refiner.from_checkpoint("segrefiner_hr_latest.pth", device="cuda", seed=0)
     fine = refiner.refine(image, coarse)              # semantic / HR path
     fines = refiner.refine_instances(image, coarses)  # instance / LR path
+    fines, scores = refiner.refine_instances(image, coarses, return_scores=True)
+
+A score is the refinement's predicted IoU change (see :mod:`segrefiner.inference.score`);
+``config.guard`` keeps the coarse mask of items scored below it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from segrefiner.device import resolve_device
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
-from segrefiner.inference.instance import refine_instances
+from segrefiner.inference.instance import FinishedInstances, refine_instances
 from segrefiner.inference.preprocess import check_image, check_masks
+from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
 from segrefiner.inference.seeding import item_generator
 from segrefiner.inference.semantic import refine_semantic
 from segrefiner.model import PRESETS, DenoiseUNet, get_preset
@@ -44,8 +49,11 @@ class Refiner:
         seed: int | None = None,
         config: InferenceConfig | None = None,
         diffusion: DiscreteDiffusion | None = None,
+        calibrations: dict[str, ScoreCalibration] | None = None,
     ):
         self.device = resolve_device(device)
+        # the score's calibration per path ("instance", "semantic"); missing: the default
+        self.calibrations = dict(calibrations or {})
         self.model = model.to(self.device).eval()
         self.seed = secrets.randbits(63) if seed is None else int(seed)
         self.config = config or InferenceConfig()
@@ -75,13 +83,16 @@ class Refiner:
             and not Path(path_or_preset).exists()
         ):
             model = DenoiseUNet(get_preset(path_or_preset))
-            saved = None
+            meta: dict = {}
         else:
             model, meta = load_checkpoint(path_or_preset)
-            saved = meta.get("inference")
+        saved = meta.get("inference")
         if config is None:
             config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
-        return cls(model, device=device, seed=seed, config=config)
+        calibrations = {
+            mode: calibration_from_meta(meta, mode) for mode in ("instance", "semantic")
+        }
+        return cls(model, device=device, seed=seed, config=config, calibrations=calibrations)
 
     def _generators(self, keys: Sequence[object]) -> list[torch.Generator]:
         # A tuple key is the item's identity in parts, e.g. ("coco", image_id, index), the same
@@ -93,27 +104,41 @@ class Refiner:
             for key in keys
         ]
 
-    def refine(self, image: np.ndarray, coarse: np.ndarray, key: object = 0) -> np.ndarray:
+    def refine_detailed(self, image: np.ndarray, coarse: np.ndarray, key: object = 0):
+        """:meth:`refine` with everything it knows: a
+        :class:`~segrefiner.inference.semantic.SemanticResult` (mask, score, score features,
+        whether the guard kept the coarse mask)."""
+        (generator,) = self._generators([key])
+        return refine_semantic(
+            self.model,
+            self.diffusion,
+            image,
+            coarse,
+            generator,
+            self.config,
+            self.device,
+            calibration=self.calibrations.get("semantic"),
+        )
+
+    def refine(
+        self, image: np.ndarray, coarse: np.ndarray, key: object = 0, return_score: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, float]:
         """Refine one mask over the whole image (semantic / HR path: global + local steps).
 
         ``image``: (H, W, 3) uint8 RGB. ``coarse``: (H, W) binary (bool, {0, 1}, {0, 255} or
         float probabilities thresholded at 0.5). ``key``: the item's identity for seeding.
-        Returns (H, W) bool.
+        Returns (H, W) bool; with ``return_score``, ``(mask, score)`` (score NaN when the
+        coarse mask was too small to refine).
         """
-        (generator,) = self._generators([key])
-        return refine_semantic(
-            self.model, self.diffusion, image, coarse, generator, self.config, self.device
-        )
+        result = self.refine_detailed(image, coarse, key)
+        return (result.mask, result.score) if return_score else result.mask
 
-    def refine_instances(
+    def refine_instances_detailed(
         self, image: np.ndarray, coarses: np.ndarray, keys: Sequence[object] | None = None
-    ) -> np.ndarray:
-        """Refine instance masks of one image (instance / LR path: one crop per instance).
-
-        ``image``: (H, W, 3) uint8 RGB. ``coarses``: (N, H, W) binary. ``keys``: one identity
-        per instance for seeding (default: its index). Instances with fewer than
-        ``config.area_thr`` pixels come back unchanged. Returns (N, H, W) bool.
-        """
+    ) -> FinishedInstances:
+        """:meth:`refine_instances` with everything it knows: a
+        :class:`~segrefiner.inference.instance.FinishedInstances` (masks, scores, score
+        features, which instances the guard kept coarse)."""
         coarses = np.asarray(coarses)
         if coarses.ndim != 3:
             raise InputError(f"coarses: expected N x H x W masks, got shape {coarses.shape}")
@@ -123,7 +148,7 @@ class Refiner:
         if len(coarses) == 0:  # nothing to refine: an empty result of the image's size
             height, width = check_image(image).shape[:2]
             check_masks(coarses, (height, width), "coarses")
-            return np.zeros((0, height, width), dtype=bool)
+            return FinishedInstances.empty(height, width)
         return refine_instances(
             self.model,
             self.diffusion,
@@ -132,4 +157,22 @@ class Refiner:
             self._generators(keys),
             self.config,
             self.device,
+            calibration=self.calibrations.get("instance"),
         )
+
+    def refine_instances(
+        self,
+        image: np.ndarray,
+        coarses: np.ndarray,
+        keys: Sequence[object] | None = None,
+        return_scores: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Refine instance masks of one image (instance / LR path: one crop per instance).
+
+        ``image``: (H, W, 3) uint8 RGB. ``coarses``: (N, H, W) binary. ``keys``: one identity
+        per instance for seeding (default: its index). Instances with fewer than
+        ``config.area_thr`` pixels come back unchanged. Returns (N, H, W) bool; with
+        ``return_scores``, ``(masks, scores)`` with float64 (N,) scores (NaN: not refined).
+        """
+        result = self.refine_instances_detailed(image, coarses, keys)
+        return (result.masks, result.scores) if return_scores else result.masks

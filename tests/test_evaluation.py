@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from segrefiner import Refiner
 from segrefiner.cli import main
 from segrefiner.data.coco import load_coco_instances
 from segrefiner.errors import InputError
@@ -166,3 +168,78 @@ def test_cli_eval_hr_demo(demo_ci, tmp_path, capsys) -> None:
     assert report["BIG"]["coarse_iou"] == pytest.approx(expected)
     assert report["BIG"]["seconds_per_image"] > 0
     assert main([*args, "--sets", "COCO"]) == 2
+
+
+class _ScoredOracle(_Oracle):
+    """Half harm, half help, and says so: an instance with an odd annotation id gets every
+    other column cleared (score -0.5), one with an even id its ground truth (score +0.5)."""
+
+    def refine_instances_detailed(self, image, coarses, keys):
+        from segrefiner.inference.instance import FinishedInstances
+        from segrefiner.inference.score import FEATURES
+
+        by_id = {a.id: a for a in self.instances.annotations}
+        masks, scores = [], []
+        for coarse, key in zip(coarses, keys, strict=True):
+            if key[1] % 2:
+                harmed = coarse.copy()
+                harmed[:, ::2] = False
+                masks.append(harmed)
+                scores.append(-0.5)
+            else:
+                masks.append(self.instances.annotation_mask(by_id[key[1]]))
+                scores.append(0.5)
+        n = len(masks)
+        features = np.tile(np.arange(len(FEATURES), dtype=float), (n, 1))
+        return FinishedInstances(np.stack(masks), np.array(scores), np.zeros(n, bool), features)
+
+
+def test_guard_table_from_the_scores(root, tmp_path) -> None:
+    ann = root / "annotations" / "real_eval.json"
+    report = evaluate_refinement(
+        ann, root / "images", _ScoredOracle(root), kinds=("official",), guards=(0.0, 0.9)
+    )
+    s = report.kinds["official"]
+    odd = [r for r in report.rows if r.annotation_id % 2]
+    assert 0 < len(odd) < len(report.rows)
+    assert s.harmed == pytest.approx(len(odd) / len(report.rows))  # the harmed ones are the odd
+    assert s.score_spearman is not None and s.score_spearman > 0.5  # score sorts them apart
+    guarded = s.guarded["0"]
+    assert guarded["harmed"] == 0.0 and guarded["kept_coarse"] == pytest.approx(s.harmed)
+    # the guarded mean IoU is computed with the coarse mask for every guarded row
+    want = np.mean([r.coarse["iou"] if r.annotation_id % 2 else r.refined["iou"]
+                    for r in report.rows])  # fmt: skip
+    assert guarded["iou"] == pytest.approx(want)
+    assert guarded["gain_kept"] > 1.0  # the gain without the harm is larger than with it
+    assert guarded["segm_ap"] >= s.refined["segm_ap"]
+    everything = s.guarded["0.9"]  # every score is below 0.9: coarse everywhere
+    assert everything["kept_coarse"] == 1.0 and everything["iou"] == pytest.approx(s.coarse["iou"])
+    assert everything["segm_ap"] == pytest.approx(s.coarse["segm_ap"])
+    assert "guard" in report.table() and "Spearman" in report.table()
+    report.write_csv(tmp_path / "rows.csv")
+    header, first = (tmp_path / "rows.csv").read_text().splitlines()[:2]
+    assert "refine_score" in header.split(",") and "feature_uncertain" in header.split(",")
+    assert first.split(",")[header.split(",").index("refine_score")] in ("0.500000", "-0.500000")
+
+
+def test_calibration_fits_on_the_training_split_and_embeds(root, tmp_path, capsys) -> None:
+    from segrefiner.checkpoint import save_checkpoint
+    from segrefiner.inference.score import ScoreCalibration
+    from segrefiner.model import DenoiseUNet, get_preset
+
+    ckpt = tmp_path / "model.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        save_checkpoint(ckpt, DenoiseUNet(get_preset("tiny")), {"inference": {"model_size": 64}})
+    out, embedded = tmp_path / "cal.json", tmp_path / "calibrated.pt"
+    args = ["eval", "calibrate", "--checkpoint", str(ckpt), "--data", str(root)]
+    args += ["--annotations", str(root / "annotations" / "real_eval.json"), "--seeds", "0", "1"]
+    assert main([*args, "--out", str(out), "--embed", str(embedded)]) == 0
+    printed = capsys.readouterr().out
+    cal = ScoreCalibration.from_dict(json.loads(out.read_text()))
+    # 4 instances x 3 kinds x 2 seeds, less the coarse masks too small to refine (no score)
+    assert 12 < cal.fitted_on["rows"] <= 24 and cal.fitted_on["seeds"] == [0, 1]
+    assert f"instance score calibration from {cal.fitted_on['rows']} instances" in printed
+    refiner = Refiner.from_checkpoint(embedded)
+    assert refiner.calibrations["instance"] == cal
+    assert refiner.config.model_size == 64  # the other saved settings travel with it

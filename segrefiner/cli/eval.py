@@ -5,6 +5,8 @@
   segrefiner eval dis --gt-root data/dis --pred-root OUT [--coarse-root data/dis/coarse/isnet]
   segrefiner eval real [--checkpoint CKPT | --coarse-only] [--mode instance|semantic] [--kinds ...]
   segrefiner eval hr-demo [--checkpoint CKPT] [--data data/demo] [--sets DIS-VD DIS-TE1 BIG]
+  segrefiner eval calibrate --checkpoint CKPT [--mode instance|semantic] [--out CAL.json]
+                            [--embed OUT.pt]
 
 Tables print values x100 (AP with one decimal, IoU/mBA with two, as the papers do); the
 --json/--csv files keep fractions in [0, 1] and are written atomically. n/a marks a value that
@@ -112,9 +114,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=positive_int, default=1, help="torch CPU threads (default 1)"
     )
     real.add_argument("--no-ap", action="store_true", help="skip mask AP and boundary AP")
+    real.add_argument(
+        "--guards",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="THRESHOLD",
+        help="also report the metrics with the guard at each threshold (a predicted IoU "
+        "change, e.g. 0 or -0.005): instances scored below it keep their coarse mask",
+    )
     real.add_argument("--json", type=Path, help="write the report to this JSON file")
     real.add_argument("--csv", type=Path, help="write per-instance rows to this CSV file")
     real.set_defaults(func=run_real)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit a checkpoint's refinement-score calibration on the real-photo training split",
+        description="Refine coarse masks of every instance of the real-photo training split "
+        "(`segrefiner data real`; each coarse kind, each seed) and fit the linear model that "
+        "turns the score features into the predicted IoU change. Prints the fit's Spearman "
+        "correlations; --out writes the calibration as JSON, --embed a copy of the checkpoint "
+        "that carries it (used by every command that loads that copy).",
+    )
+    cal.add_argument("--checkpoint", required=True, help="checkpoint file")
+    cal.add_argument("--data", type=Path, default=Path("data/real"), help="real-photo data root")
+    cal.add_argument(
+        "--annotations",
+        type=Path,
+        help="COCO file to use instead of <data>/annotations/real_train.json",
+    )
+    cal.add_argument(
+        "--mode", choices=["instance", "semantic"], default="instance", help="refinement path"
+    )
+    cal.add_argument(
+        "--seeds", nargs="+", type=non_negative_int, default=[0, 1], help="coarse-mask seeds"
+    )
+    cal.add_argument("--kinds", nargs="+", default=None, help="coarse kinds (default: all)")
+    cal.add_argument("--device", default="cpu", help="cpu or cuda")
+    cal.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    cal.add_argument("--out", type=Path, help="write the calibration to this JSON file")
+    cal.add_argument("--embed", type=Path, help="write a copy of the checkpoint carrying it")
+    cal.set_defaults(func=run_calibrate)
 
     hr_demo = sub.add_parser(
         "hr-demo",
@@ -287,6 +327,7 @@ def run_real(args: argparse.Namespace) -> int:
         with_ap=not args.no_ap,
         annotations=args.annotations,
         mode=args.mode,
+        guards=tuple(args.guards),
     )
     print(
         f"{report.source}: checkpoint {report.checkpoint or '(coarse only)'}, {args.mode} "
@@ -298,6 +339,41 @@ def run_real(args: argparse.Namespace) -> int:
         write_json(args.json, report.as_dict(), indent=2)
     if args.csv:
         report.write_csv(args.csv)
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from segrefiner.checkpoint import read_checkpoint, save_with_meta
+    from segrefiner.data.coarse_kinds import COARSE_KINDS
+    from segrefiner.evaluation import calibrate_score
+
+    calibration = calibrate_score(
+        args.checkpoint,
+        args.data,
+        seeds=tuple(args.seeds),
+        mode=args.mode,
+        kinds=tuple(args.kinds or COARSE_KINDS),
+        device=args.device,
+        threads=args.threads,
+        annotations=args.annotations,
+    )
+    print(
+        f"{args.checkpoint}: {args.mode} score calibration from "
+        f"{calibration.fitted_on['rows']} instances (seeds {list(args.seeds)})"
+    )
+    print(f"  intercept {calibration.intercept:+.5f}")
+    for name, weight in calibration.weights.items():
+        print(f"  {name:20s} {weight:+.5f}")
+    for name, value in calibration.quality.items():
+        print(f"  {name:20s} " + ("n/a" if value is None else f"{value:+.3f}"))
+    if args.out:
+        write_json(args.out, calibration.as_dict(), indent=2)
+    if args.embed:
+        saved = read_checkpoint(args.checkpoint).get("meta") or {}
+        calibrations = dict(saved.get("score_calibration") or {})
+        calibrations[args.mode] = calibration.as_dict()
+        save_with_meta(args.checkpoint, args.embed, {"score_calibration": calibrations})
+        print(f"wrote {args.embed}")
     return 0
 
 

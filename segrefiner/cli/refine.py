@@ -8,6 +8,9 @@ moved with $SEGREFINER_CHECKPOINTS. Until a shipped file exists the command says
 Masks are matched to images by file stem; outputs are 0/255 PNGs written atomically. In the
 folder form, outputs that already exist are kept (re-running resumes) unless --overwrite, and
 bad items are reported and set aside while the others are refined.
+Every refined mask gets a refinement score (the predicted IoU change): printed for one image,
+kept in <OUT_DIR>/refine_scores.json for a folder. --guard THRESHOLD (not official, off by
+default) keeps the coarse mask where the score is below THRESHOLD.
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="network input side (default: the checkpoint's, 256 for official models)",
     )
+    p.add_argument(
+        "--guard",
+        type=float,
+        default=None,
+        metavar="THRESHOLD",
+        help="not official: keep the coarse mask when the refinement score (the predicted IoU "
+        "change, e.g. -0.004) is below THRESHOLD (e.g. 0); default off",
+    )
     p.add_argument("--overwrite", action="store_true", help="folder form: redo existing outputs")
     p.set_defaults(func=run)
 
@@ -88,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         pairs = match_folder(args.images, args.masks)  # fail fast, before loading a model
     refiner = _build_refiner(args)
     if single:
-        _refine_one(refiner, args.image, args.mask, args.output, args.mode)
-        print(f"wrote {args.output}")
+        record = _refine_one(refiner, args.image, args.mask, args.output, args.mode)
+        print(f"wrote {args.output} ({_describe(record)})")
         return 0
     return _refine_folder(refiner, pairs, args.output, args.mode, args.overwrite)
 
@@ -111,13 +122,16 @@ def _build_refiner(args: argparse.Namespace):
             f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
         )
     refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=args.seed)
+    changes = {"guard": args.guard}
     if args.model_size is not None:
-        refiner = Refiner(
-            refiner.model,
-            device=device,
-            seed=args.seed,
-            config=refiner.config.replace(model_size=args.model_size),
-        )
+        changes["model_size"] = args.model_size
+    refiner = Refiner(
+        refiner.model,
+        device=device,
+        seed=args.seed,
+        config=refiner.config.replace(**changes),  # validated here (e.g. the guard's range)
+        calibrations=refiner.calibrations,
+    )
     refiner.checkpoint = checkpoint  # for the folder form's fingerprint
     return refiner
 
@@ -154,21 +168,33 @@ def match_folder(images: Path, masks: Path) -> list[tuple[Path, Path | None]]:
 
 def _refine_one(
     refiner, image_path: Path, mask_path: Path, out: Path, mode: str, key: object = 0
-) -> None:
+) -> dict:
+    """Refine one pair into ``out``; returns its score record ``{"score", "guarded"}``
+    (score ``None`` when the mask was not refined)."""
     image = read_image(image_path)
     coarse = read_mask(mask_path, shape=image.shape[:2])
     if mode == "instance":
-        fine = refiner.refine_instances(image, coarse[None], keys=[key])[0]
+        done = refiner.refine_instances_detailed(image, coarse[None], keys=[key])
+        fine, score, guarded = done.masks[0], float(done.scores[0]), bool(done.guarded[0])
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the empty-mask case is reported below instead
-            fine = refiner.refine(image, coarse, key=key)
+            result = refiner.refine_detailed(image, coarse, key=key)
+        fine, score, guarded = result.mask, result.score, result.guarded
         if coarse.sum() <= refiner.config.min_foreground:
             print(
                 f"{mask_path}: coarse mask has <= {refiner.config.min_foreground} pixels; wrote an empty mask",
                 file=sys.stderr,
             )
     write_mask(out, fine)
+    return {"score": None if score != score else round(score, 6), "guarded": guarded}
+
+
+def _describe(record: dict) -> str:
+    if record["score"] is None:
+        return "not refined"
+    text = f"refinement score {record['score'] * 100:+.2f} (predicted IoU change, points)"
+    return text + ("; the guard kept the coarse mask" if record["guarded"] else "")
 
 
 def _refine_folder(refiner, pairs, out_dir: Path, mode: str, overwrite: bool) -> int:
@@ -194,12 +220,10 @@ def _fingerprint(refiner, mode: str) -> dict:
         if checkpoint is not None and Path(checkpoint).is_file()
         else f"preset:{checkpoint}"
     )
-    return {
-        "checkpoint": model,
-        "mode": mode,
-        "seed": refiner.seed,
-        "inference": dataclasses.asdict(refiner.config),
-    }
+    inference = dataclasses.asdict(refiner.config)
+    if inference["guard"] is None:  # absent when off: folders from before the guard still match
+        del inference["guard"]
+    return {"checkpoint": model, "mode": mode, "seed": refiner.seed, "inference": inference}
 
 
 def _check_fingerprint(out_dir: Path, wanted: dict, overwrite: bool) -> None:
@@ -224,9 +248,16 @@ def _check_fingerprint(out_dir: Path, wanted: dict, overwrite: bool) -> None:
     write_json(path, wanted, indent=1)
 
 
+SCORES = "refine_scores.json"  # folder form: {stem: {"score", "guarded"}} of every output
+
+
 def _refine_pairs(refiner, pairs, out_dir: Path, mode: str, overwrite: bool, tqdm) -> int:
+    from segrefiner.io import read_json, write_json
+
     failed: list[str] = []
     skipped = done = 0
+    scores_path = out_dir / SCORES
+    scores = read_json(scores_path) if scores_path.is_file() and not overwrite else {}
     for image_path, mask_path in tqdm(pairs, desc="refine", unit="img", file=sys.stderr):
         out = out_dir / f"{image_path.stem}.png"
         if mask_path is None:
@@ -236,11 +267,20 @@ def _refine_pairs(refiner, pairs, out_dir: Path, mode: str, overwrite: bool, tqd
             skipped += 1
             continue
         try:
-            _refine_one(refiner, image_path, mask_path, out, mode, key=image_path.stem)
+            record = _refine_one(refiner, image_path, mask_path, out, mode, key=image_path.stem)
+            scores[image_path.stem] = record
             done += 1
         except SegRefinerError as exc:
             failed.append(str(exc))
-    print(f"refined {done}, kept {skipped} existing, failed {len(failed)} -> {out_dir}")
+        if done and done % 50 == 0:  # an interrupted run keeps most of its scores
+            write_json(scores_path, scores, indent=1)
+    if done:
+        write_json(scores_path, dict(sorted(scores.items())), indent=1)
+    guarded = sum(bool(r.get("guarded")) for r in scores.values())
+    print(
+        f"refined {done}, kept {skipped} existing, failed {len(failed)} -> {out_dir}"
+        + (f" ({guarded} kept coarse by the guard)" if refiner.config.guard is not None else "")
+    )
     for line in failed:
         print(f"  failed: {line}", file=sys.stderr)
     return 1 if failed else 0

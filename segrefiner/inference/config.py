@@ -30,6 +30,9 @@ class InferenceConfig:
     fine_prob_thr: float = 0.9  # patches centre on points with fine_prob < thr * max(fine_prob)
     iou_thr: float = 0.3  # NMS threshold between patch boxes
     min_foreground: int = 128  # coarse masks with at most this many pixels give an empty mask
+    # not official: keep the coarse mask of an item whose refinement score (the predicted IoU
+    # change, a fraction; see segrefiner.inference.score) is below this; None: off
+    guard: float | None = None
 
     def __post_init__(self) -> None:
         sizes = (("model_size", self.model_size, 8), ("patch_size", self.patch_size, 8))
@@ -48,6 +51,15 @@ class InferenceConfig:
         for name, value, low in counts:
             if not isinstance(value, int) or value < low:
                 raise InputError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.guard is not None and (
+            isinstance(self.guard, bool)
+            or not isinstance(self.guard, int | float)
+            or not -1.0 <= self.guard <= 1.0
+        ):
+            raise InputError(
+                f"guard: expected a predicted IoU change in [-1, 1] (e.g. 0.0) or None, "
+                f"got {self.guard!r}"
+            )
         for name, value in (("fine_prob_thr", self.fine_prob_thr), ("iou_thr", self.iou_thr)):
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise InputError(f"{name}: expected a number in [0, 1], got {value!r}")

@@ -3,12 +3,15 @@
 The pieces are separate so a batch pipeline can pack crops from many images into full network
 batches: :func:`instance_boxes` -> :func:`crop_instances` -> :func:`refine_crops` ->
 :func:`paste_masks`. :func:`refine_instances` chains them for one image.
+
+Every refined crop also gets its refinement score (:mod:`segrefiner.inference.score`), and
+with ``InferenceConfig.guard`` set an instance whose score is below it keeps its coarse mask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +20,13 @@ import torch.nn.functional as F
 from segrefiner.diffusion import Denoiser, DiscreteDiffusion, sample_loop
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.inference.preprocess import check_image, check_masks, normalize_image
+from segrefiner.inference.score import (
+    FEATURES,
+    ScoreCalibration,
+    default_calibration,
+    guard_keeps_coarse,
+    score_features,
+)
 
 
 def instance_boxes(masks: np.ndarray, pad_width: int) -> np.ndarray:
@@ -64,6 +74,27 @@ def crop_instances(
     return torch.cat(images), (torch.cat(crops) >= 0.5).to(image.dtype)
 
 
+@dataclass
+class CropResults:
+    """What the reverse process gives for K crops: ``probs`` float (K, 1, S, S) foreground
+    probabilities of the last step and ``features`` float64 (K, len(FEATURES)) for the score."""
+
+    probs: torch.Tensor
+    features: torch.Tensor = field(default_factory=lambda: torch.zeros((0, len(FEATURES))))
+
+    def __len__(self) -> int:
+        return int(self.probs.shape[0])
+
+    def __getitem__(self, index: slice) -> CropResults:
+        return CropResults(self.probs[index], self.features[index])
+
+    @staticmethod
+    def cat(parts: Sequence[CropResults]) -> CropResults:
+        return CropResults(
+            torch.cat([p.probs for p in parts]), torch.cat([p.features for p in parts])
+        )
+
+
 def refine_crops(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
@@ -72,22 +103,24 @@ def refine_crops(
     generators: Sequence[torch.Generator] | None,
     batch_size: int,
     steps: Sequence[int] | None = None,
-) -> torch.Tensor:
+) -> CropResults:
     """Run the full reverse process on crops in chunks of ``batch_size``.
 
     ``images``: float (N, 3, S, S); ``coarse``: float (N, 1, S, S) in {0, 1}; ``generators``:
-    one per crop. Returns float (N, 1, S, S) foreground probabilities of the last step.
+    one per crop. Returns the (N, 1, S, S) foreground probabilities of the last step and each
+    crop's score features.
     """
     steps = diffusion.inference_steps if steps is None else list(steps)
     out = []
     for start in range(0, images.shape[0], batch_size):
         stop = start + batch_size
         gens = None if generators is None else generators[start:stop]
-        prob, _ = sample_loop(model, diffusion, images[start:stop], coarse[start:stop], steps, gens)
-        out.append(prob)
+        chunk = coarse[start:stop]
+        prob, fine_prob = sample_loop(model, diffusion, images[start:stop], chunk, steps, gens)
+        out.append(CropResults(prob, score_features(chunk, prob, fine_prob)))
     if not out:
-        return images.new_zeros((0, 1, *images.shape[2:]))
-    return torch.cat(out)
+        return CropResults(images.new_zeros((0, 1, *images.shape[2:])))
+    return CropResults.cat(out)
 
 
 def paste_masks(probs: torch.Tensor, boxes: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -155,14 +188,58 @@ def prepare_instances(
     return PreparedInstances(masks, todo, boxes, crops, coarse)
 
 
-def finish_instances(prepared: PreparedInstances, probs: torch.Tensor) -> np.ndarray:
-    """Paste the refined crop probabilities (K, 1, S, S) back; (N, H, W) bool, with instances
-    that were not refined unchanged."""
+@dataclass
+class FinishedInstances:
+    """One image's refined instances: ``masks`` bool (N, H, W); ``scores`` float64 (N,) the
+    refinement score (NaN for instances that were not refined); ``guarded`` bool (N,) the
+    instances that kept their coarse mask because their score was below the guard;
+    ``features`` float64 (N, len(FEATURES)) what the scores were computed from (NaN rows for
+    instances that were not refined)."""
+
+    masks: np.ndarray
+    scores: np.ndarray
+    guarded: np.ndarray
+    features: np.ndarray
+
+    @staticmethod
+    def empty(height: int, width: int) -> FinishedInstances:
+        return FinishedInstances(
+            np.zeros((0, height, width), bool),
+            np.zeros(0),
+            np.zeros(0, bool),
+            np.zeros((0, len(FEATURES))),
+        )
+
+
+def finish_instances(
+    prepared: PreparedInstances,
+    results: CropResults,
+    config: InferenceConfig = InferenceConfig(),
+    calibration: ScoreCalibration | None = None,
+) -> FinishedInstances:
+    """Paste the refined crop probabilities (K, 1, S, S) back and score them; instances that
+    were not refined, and those the guard (``config.guard``) holds back, keep their coarse
+    masks. ``calibration``: ``None`` for :func:`default_calibration`."""
     result = prepared.masks.copy()
+    n = len(result)
+    scores = np.full(n, np.nan)
+    guarded = np.zeros(n, dtype=bool)
+    features = np.full((n, len(FEATURES)), np.nan)
     if prepared.num_crops:
+        calibration = calibration or default_calibration("instance")
+        features[prepared.todo] = results.features.numpy()
+        scores[prepared.todo] = calibration.score(results.features)
         height, width = result.shape[1:]
-        result[prepared.todo] = paste_masks(probs, prepared.boxes, height, width).cpu().numpy()
-    return result
+        held = guard_keeps_coarse(scores[prepared.todo], config.guard)
+        guarded[prepared.todo] = held
+        go = np.flatnonzero(~held)
+        probs = results.probs
+        if len(go) < prepared.num_crops:
+            probs = probs[torch.as_tensor(go, device=probs.device)]
+        if len(go):
+            pasted = paste_masks(probs, prepared.boxes[go], height, width)
+            result[prepared.todo[go]] = pasted.cpu().numpy()
+    return FinishedInstances(result, scores, guarded, features)
 
 
 def refine_instances(
@@ -173,16 +250,20 @@ def refine_instances(
     generators: Sequence[torch.Generator] | None,
     config: InferenceConfig = InferenceConfig(),
     device: torch.device | str = "cpu",
-) -> np.ndarray:
+    calibration: ScoreCalibration | None = None,
+) -> FinishedInstances:
     """Refine every instance mask of one image (the LR / instance path).
 
     ``image``: (H, W, 3) uint8 RGB; ``masks``: (N, H, W) binary; ``generators``: one per
     instance (see :func:`segrefiner.inference.seeding.item_generator`). Instances with fewer
-    than ``config.area_thr`` pixels are returned unchanged. Returns (N, H, W) bool.
+    than ``config.area_thr`` pixels are returned unchanged. Returns the (N, H, W) bool masks
+    with their scores (see :class:`FinishedInstances`).
     """
     prepared = prepare_instances(image, masks, config, device)
     if prepared.num_crops == 0:
-        return prepared.masks.copy()
+        return finish_instances(prepared, CropResults(prepared.coarse), config, calibration)
     gens = None if generators is None else [generators[i] for i in prepared.todo]
-    probs = refine_crops(model, diffusion, prepared.crops, prepared.coarse, gens, config.batch_size)
-    return finish_instances(prepared, probs)
+    results = refine_crops(
+        model, diffusion, prepared.crops, prepared.coarse, gens, config.batch_size
+    )
+    return finish_instances(prepared, results, config, calibration)

@@ -7,6 +7,11 @@
    (fine_prob < thr * max), de-duplicated by NMS, kept only where ``global_mask`` is mixed.
 3. Local: one step at t = 0 on each patch (image + global-mask patch), in bounded batches.
 4. Stitch: overlapping patch probabilities are averaged; uncovered pixels keep ``global_mask``.
+
+Each result also gets its refinement score (:mod:`segrefiner.inference.score`), from the final
+probability (patch means where covered, the global pass's elsewhere) and the global pass's
+accumulated fine probability over the coarse mask's box padded by ``pad_width``; with
+``InferenceConfig.guard`` set, a mask whose score is below it stays coarse.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from segrefiner.diffusion import Denoiser, DiscreteDiffusion, sample_loop
 from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.inference.preprocess import check_image, check_masks, normalize_image
+from segrefiner.inference.score import (
+    ScoreCalibration,
+    default_calibration,
+    guard_keeps_coarse,
+    score_features,
+)
 
 
 def global_step(
@@ -32,12 +43,13 @@ def global_step(
     coarses: Sequence[torch.Tensor],
     generators: Sequence[torch.Generator] | None,
     size: int,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """All steps but the last on whole images at ``size`` x ``size``, in one batch.
 
     ``images``: float (1, 3, H, W) normalized, one per item (sizes may differ); ``coarses``:
-    (H, W) bool; ``generators``: one per item. Returns per item ``(global_mask, fine_prob)``:
-    bool (H, W) and float (size, size).
+    (H, W) bool; ``generators``: one per item. Returns per item
+    ``(global_mask, fine_prob, global_prob)``: bool (H, W), float (size, size) and the float
+    (H, W) probability that ``global_mask`` thresholds at 0.5.
     """
     small_img = torch.cat([F.interpolate(img, (size, size), mode="nearest") for img in images])
     small_mask = torch.cat(
@@ -50,10 +62,11 @@ def global_step(
     prob, fine_prob = sample_loop(
         model, diffusion, small_img, (small_mask >= 0.5).float(), steps, generators
     )
-    return [
-        (F.interpolate(prob[i : i + 1], c.shape, mode="nearest")[0, 0] >= 0.5, fine_prob[i, 0])
-        for i, c in enumerate(coarses)
-    ]
+    out = []
+    for i, c in enumerate(coarses):
+        full = F.interpolate(prob[i : i + 1], c.shape, mode="nearest")[0, 0]
+        out.append((full >= 0.5, fine_prob[i, 0], full))
+    return out
 
 
 def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
@@ -168,6 +181,14 @@ class PatchAccumulator:
         refined[covered] = (self.total[covered] / self.count[covered]) >= 0.5
         return refined
 
+    def probability(self, global_prob: torch.Tensor) -> torch.Tensor:
+        """The final foreground probability: the mean patch probability where covered,
+        ``global_prob`` (H, W) elsewhere; :meth:`result` is this thresholded at 0.5."""
+        covered = self.count > 0
+        prob = global_prob.float().clone()
+        prob[covered] = self.total[covered] / self.count[covered]
+        return prob
+
 
 def stitch_patches(
     global_mask: torch.Tensor, probs: torch.Tensor, boxes: np.ndarray
@@ -190,13 +211,52 @@ class SemanticItem:
     name: str = "mask"
 
 
+@dataclass
+class SemanticResult:
+    """One refined mask: ``mask`` bool (H, W); ``score`` the refinement score (NaN when no
+    refinement ran); ``guarded``: the guard kept the coarse mask; ``features`` float64
+    (len(FEATURES),) what the score was computed from (``None`` when no refinement ran)."""
+
+    mask: np.ndarray
+    score: float = float("nan")
+    guarded: bool = False
+    features: np.ndarray | None = None
+
+
+def semantic_score_region(coarse: torch.Tensor, pad_width: int) -> tuple[int, int, int, int]:
+    """The box ``[x0, y0, x1, y1)`` the semantic score looks at: the coarse mask's tight box
+    padded by ``pad_width`` and clipped, the region the instance path crops."""
+    height, width = coarse.shape
+    rows = torch.nonzero(coarse.any(1)).flatten()
+    cols = torch.nonzero(coarse.any(0)).flatten()
+    return (
+        max(int(cols[0]) - pad_width, 0),
+        max(int(rows[0]) - pad_width, 0),
+        min(int(cols[-1]) + 1 + pad_width, width),
+        min(int(rows[-1]) + 1 + pad_width, height),
+    )
+
+
+def semantic_features(
+    coarse: torch.Tensor, prob: torch.Tensor, fine_prob: torch.Tensor, pad_width: int
+) -> torch.Tensor:
+    """Score features of one semantic result: ``coarse`` bool (H, W), ``prob`` the final
+    float (H, W) probability, ``fine_prob`` the global pass's (S, S) accumulated fine
+    probability (resampled to the image, nearest). Returns float64 (1, len(FEATURES))."""
+    x0, y0, x1, y1 = semantic_score_region(coarse, pad_width)
+    fine = F.interpolate(fine_prob.float()[None, None], coarse.shape, mode="nearest")[0, 0]
+    region = (slice(y0, y1), slice(x0, x1))
+    return score_features(coarse[region][None], prob[region][None], fine[region][None])
+
+
 def refine_semantic_group(
     model: Denoiser,
     diffusion: DiscreteDiffusion,
     items: Sequence[SemanticItem],
     config: InferenceConfig = InferenceConfig(),
     device: torch.device | str = "cpu",
-) -> list[np.ndarray]:
+    calibration: ScoreCalibration | None = None,
+) -> list[SemanticResult]:
     """Refine several high-resolution masks with their work packed into shared batches.
 
     The global passes of all items run as one batch and the local patches of all items fill
@@ -206,9 +266,11 @@ def refine_semantic_group(
     H x W maps each, plus one batch of patches. Returns (H, W) bool per item, in order.
 
     A coarse mask with at most ``config.min_foreground`` pixels gives an empty mask, as the
-    official code does (with a warning).
+    official code does (with a warning). ``calibration``: the score's (``None``: the default
+    semantic calibration).
     """
-    results: list[np.ndarray | None] = [None] * len(items)
+    calibration = calibration or default_calibration("semantic")
+    results: list[SemanticResult | None] = [None] * len(items)
     live: list[int] = []
     images, coarses = [], []
     for i, item in enumerate(items):
@@ -226,7 +288,7 @@ def refine_semantic_group(
                 "foreground pixels; returning an empty mask (official behaviour)",
                 stacklevel=2,
             )
-            results[i] = np.zeros((height, width), dtype=bool)
+            results[i] = SemanticResult(np.zeros((height, width), dtype=bool))
             continue
         live.append(i)
         images.append(normalize_image(image, device))
@@ -248,7 +310,7 @@ def refine_semantic_group(
                 config.model_size,
             )
         accumulators, work = [], []
-        for j, (global_mask, fine_prob) in enumerate(passes):
+        for j, (global_mask, fine_prob, _) in enumerate(passes):
             height, width = global_mask.shape
             boxes = propose_patches(fine_prob.cpu().numpy(), height, width, config)
             boxes = boxes[mixed_boxes(global_mask, boxes)]
@@ -265,7 +327,18 @@ def refine_semantic_group(
             for (j, box), prob in zip(chunk, probs, strict=True):
                 accumulators[j].add([prob], [box])
         for j, i in enumerate(live):
-            results[i] = accumulators[j].result().cpu().numpy()
+            _, fine_prob, global_prob = passes[j]
+            prob = accumulators[j].probability(global_prob)
+            features = semantic_features(coarses[j], prob, fine_prob, config.pad_width)
+            score = float(calibration.score(features)[0])
+            row = features[0].numpy()
+            if guard_keeps_coarse(np.array([score]), config.guard)[0]:
+                results[i] = SemanticResult(coarses[j].cpu().numpy().copy(), score, True, row)
+            else:
+                results[i] = SemanticResult(accumulators[j].result().cpu().numpy(), score,
+                                            False, row)  # fmt: skip
+            passes[j] = None  # type: ignore[call-overload]  # free the full-size maps early
+            accumulators[j] = None  # type: ignore[call-overload]
     return results  # type: ignore[return-value]
 
 
@@ -278,9 +351,10 @@ def refine_semantic(
     config: InferenceConfig = InferenceConfig(),
     device: torch.device | str = "cpu",
     name: str = "mask",
-) -> np.ndarray:
+    calibration: ScoreCalibration | None = None,
+) -> SemanticResult:
     """Refine one high-resolution mask (the HR / semantic path); see
     :func:`refine_semantic_group`. ``image``: (H, W, 3) uint8 RGB; ``coarse``: (H, W) binary.
-    Returns (H, W) bool."""
+    Returns the (H, W) bool mask with its score."""
     item = SemanticItem(image, coarse, generator, name)
-    return refine_semantic_group(model, diffusion, [item], config, device)[0]
+    return refine_semantic_group(model, diffusion, [item], config, device, calibration)[0]

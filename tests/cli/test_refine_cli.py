@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,43 @@ def test_folder_form_reports_bad_items_and_resumes(tmp_path: Path, photo, capsys
         ".segrefiner-run.json",
         ".segrefiner.lock",
         "a.png",
+        "refine_scores.json",
     ]
+    scores = json.loads((out / "refine_scores.json").read_text())
+    assert list(scores) == ["a"] and isinstance(scores["a"]["score"], float)
     assert main(args) == 1
     assert "refined 0, kept 1 existing, failed 2" in capsys.readouterr().out
+    assert json.loads((out / "refine_scores.json").read_text()) == scores  # kept on resume
+
+
+def test_guard_on_the_command_line_matches_the_api(pair, tmp_path: Path, capsys) -> None:
+    """The printed score is the API's; a guard above it writes the coarse mask, one below it
+    the API's refined mask; the guard is part of a folder's settings."""
+    from segrefiner import Refiner
+    from segrefiner.inference import InferenceConfig
+    from segrefiner.io import read_image
+
+    image, mask = pair
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 64}})
+    api = Refiner.from_checkpoint(ckpt, seed=0, config=InferenceConfig(model_size=64))
+    coarse = read_mask(mask)
+    want, score = api.refine_instances(read_image(image), coarse[None], return_scores=True)
+    base = ["refine", "--checkpoint", str(ckpt), "--image", str(image), "--mask", str(mask)]
+    base += ["--mode", "instance", "--device", "cpu"]
+    out = tmp_path / "free.png"
+    assert main([*base, "-o", str(out)]) == 0
+    assert f"refinement score {score[0] * 100:+.2f}" in capsys.readouterr().out
+    assert np.array_equal(read_mask(out), want[0])
+    assert (want[0] != coarse).any()  # the guard's choice below is visible
+    held = tmp_path / "held.png"
+    assert main([*base, "-o", str(held), "--guard", f"{score[0] + 0.001:.6f}"]) == 0
+    assert "the guard kept the coarse mask" in capsys.readouterr().out
+    assert np.array_equal(read_mask(held), coarse)
+    below = tmp_path / "below.png"
+    assert main([*base, "-o", str(below), "--guard", f"{score[0] - 0.001:.6f}"]) == 0
+    assert np.array_equal(read_mask(below), want[0])
+    assert main([*base, "-o", str(below), "--guard", "7"]) == 2  # out of range: one line
 
 
 @pytest.mark.parametrize(

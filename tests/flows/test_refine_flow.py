@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows.params import (
@@ -88,6 +90,16 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
     assert [a.path for a in client.list_artifacts(run.info.run_id, "refined")] == [
         "refined/refined.segm.json"
     ]
+    # the refinement scores: in the results file, the per-instance rows, the histogram and
+    # the run's metrics, which agree with the file
+    scores = [r["refine_score"] for r in refined if "refine_score" in r]
+    assert scores and result["summary"]["scores"]["count"] == len(scores)
+    assert run.data.metrics["score/count"] == len(scores)
+    assert run.data.metrics["score/mean"] == pytest.approx(np.mean(scores), abs=1e-6)
+    assert run.data.metrics["stage/guarded"] == 0
+    assert "report/refine_scores.png" in artifacts
+    rows = list(csv.DictReader((report / "per_instance.csv").open()))
+    assert sorted(float(r["refine_score"]) for r in rows if r["refine_score"]) == sorted(scores)
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -121,3 +133,6 @@ def test_demo_hr_deployments_run_on_the_demo_layout(demo_ci, mlflow_store, tmp_p
         assert (out / "latest/report/metrics.json").is_file()
         masks = list((out / "latest/masks").rglob("*.png"))
         assert len(masks) == result["summary"]["ok"] == result["summary"]["samples"] > 0
+        rows = list(csv.DictReader((out / "latest/report/per_image.csv").open()))
+        assert rows and all(r["refine_score"] for r in rows)  # joined from the manifest
+        assert result["summary"]["scores"]["count"] == len(masks)

@@ -51,7 +51,7 @@ def test_full_batches_across_images_match_one_image_at_a_time(batch: int) -> Non
         spy,
         diffusion,
         batch,
-        on_done=lambda k, prepared, probs: done.append((k, finish_instances(prepared, probs))),
+        on_done=lambda k, prepared, res: done.append((k, finish_instances(prepared, res).masks)),
         on_failed=lambda *a: pytest.fail(f"unexpected failure {a}"),
     )
     for k, (image, masks) in enumerate(images):
@@ -63,7 +63,7 @@ def test_full_batches_across_images_match_one_image_at_a_time(batch: int) -> Non
     assert sum(sizes) == total and all(s == batch for s in sizes[:-1])  # full but the last
     for k, (image, masks) in enumerate(images):
         gens = [item_generator(9, "img", k, i) for i in range(len(masks))]
-        alone = refine_instances(_model, diffusion, image, masks, gens, CFG)
+        alone = refine_instances(_model, diffusion, image, masks, gens, CFG).masks
         assert (alone != masks).any() or k == 1  # the network changed something
         assert np.array_equal(done[k][1], alone), k
 
@@ -83,7 +83,7 @@ def test_out_of_memory_halves_the_batch_then_fails_only_the_image_that_does_not_
         tight,
         diffusion,
         8,
-        on_done=lambda k, prepared, probs: done.__setitem__(k, finish_instances(prepared, probs)),
+        on_done=lambda k, prepared, res: done.__setitem__(k, finish_instances(prepared, res).masks),
         on_failed=lambda k, prepared, reason: failed.__setitem__(k, reason),
     )
     for k, (image, masks) in enumerate(images):
@@ -95,7 +95,8 @@ def test_out_of_memory_halves_the_batch_then_fails_only_the_image_that_does_not_
     for k in (0, 2):
         image, masks = images[k]
         gens = [item_generator(9, "img", k, i) for i in range(len(masks))]
-        assert np.array_equal(done[k], refine_instances(_model, diffusion, image, masks, gens, CFG))
+        alone = refine_instances(_model, diffusion, image, masks, gens, CFG).masks
+        assert np.array_equal(done[k], alone)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile imports torch.jit
@@ -103,9 +104,9 @@ def test_compiled_setup_pads_batches() -> None:
     from pipelines.refine import RefineConfig, inference_setup
     from segrefiner.diffusion import AutocastDenoiser, PaddedBatches
 
-    denoiser, _, _ = inference_setup(
+    denoiser = inference_setup(
         RefineConfig("tiny", compile=True, bf16=True, batch_size=16, pack_images=2)
-    )
+    ).denoiser
     assert isinstance(denoiser, AutocastDenoiser)
     assert isinstance(denoiser.model, PaddedBatches) and denoiser.model.sizes == [2, 16]
 

@@ -209,3 +209,42 @@ def test_a_wrong_declared_size_is_caught_before_any_mask_is_decoded(
     for a, b in zip(entries, refined, strict=True):
         if a["image_id"] == liar:  # passed through exactly as they came
             assert b["segmentation"] == a["segmentation"]
+
+
+def test_refined_entries_carry_their_score_and_the_guard_holds_back_low_ones(
+    demo_ci: Path, one_shard, tmp_path: Path
+) -> None:
+    out, summary = one_shard
+    coarse = json.loads(_inputs(demo_ci)[0].read_text())
+    refined = json.loads(out.read_text())
+    areas = [rle.area(d["segmentation"], *d["segmentation"]["size"]) for d in coarse]
+    # every detection that went through the network has a score; passed-through ones none
+    assert [("refine_score" in e) for e in refined] == [a >= 512 for a in areas]
+    scores = np.array([e["refine_score"] for e in refined if "refine_score" in e])
+    assert summary["scores"]["count"] == len(scores) and summary["guarded"] == 0
+    assert summary["scores"]["mean"] == pytest.approx(scores.mean(), abs=1e-6)
+    # the guard at the median: the detections scored below it keep their coarse masks exactly,
+    # the others are the unguarded run's masks, and the counts say so
+    threshold = float(np.median(scores))
+    guarded_out = tmp_path / "guarded.json"
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, guard=threshold)
+    guarded_summary = refine_coco(*_inputs(demo_ci), guarded_out, config, num_shards=2)
+    guarded = json.loads(guarded_out.read_text())
+    held = 0
+    for c, r, g in zip(coarse, refined, guarded, strict=True):
+        assert g.get("refine_score") == r.get("refine_score")
+        if r.get("refine_score") is not None and r["refine_score"] < threshold:
+            held += 1
+            h, w = c["segmentation"]["size"]
+            assert np.array_equal(
+                rle.decode(g["segmentation"], h, w), rle.decode(c["segmentation"], h, w)
+            )
+        else:
+            assert g["segmentation"] == r["segmentation"]
+    assert held == guarded_summary["guarded"] > 0
+    assert guarded_summary["guard"] == threshold
+    assert guarded_summary["refined"] == summary["refined"] - held
+    with pytest.raises(InputError, match="guard"):
+        dataclasses.replace(CONFIG, guard=3.0)

@@ -49,11 +49,24 @@ def test_dis_official_naming_shards_and_resume(demo_ci: Path, tmp_path: Path) ->
     )
 
 
-def test_big_naming(demo_ci: Path, tmp_path: Path) -> None:
+def test_big_naming_and_the_manifest_scores(demo_ci: Path, tmp_path: Path) -> None:
+    import dataclasses
+
     records = list_samples("big", demo_ci, folder="big/test")
     out = tmp_path / "big"
-    refine_hr(records, out, CONFIG)
+    summary = refine_hr(records, out, CONFIG)
     assert sorted(_pngs(out)) == sorted(f"{r.name}_refine.png" for r in records)
+    rows = json.loads((out / ".work" / "manifest.json").read_text())["samples"]
+    scores = [r["refine_score"] for r in rows]
+    assert all(isinstance(s, float) for s in scores) and not any(r["guarded"] for r in rows)
+    assert summary["scores"]["count"] == len(rows) and summary["guarded"] == 0
+    # the guard above every score keeps every coarse mask, and the manifest says so
+    held = tmp_path / "held"
+    config = dataclasses.replace(CONFIG, guard=min(1.0, max(scores) + 0.01))
+    summary = refine_hr(records, held, config)
+    assert summary["guarded"] == len(records) and summary["guard"] == config.guard
+    for rec in records:
+        assert np.array_equal(read_mask(held / f"{rec.name}_refine.png"), read_mask(rec.coarse))
 
 
 def test_failed_sample_passes_coarse_through(demo_ci: Path, tmp_path: Path) -> None:
@@ -140,11 +153,11 @@ def test_out_of_memory_splits_the_group_then_fails_alone(
     victim = str(records[1].coarse)
     calls = []
 
-    def flaky(model, diffusion, items, infer, device):
+    def flaky(model, diffusion, items, infer, device, calibration):
         calls.append((len(items), infer.batch_size))
         if len(items) > 1 or any(item.name == victim for item in items):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, diffusion, items, infer, device)
+        return real(model, diffusion, items, infer, device, calibration)
 
     monkeypatch.setattr(stage, "refine_semantic_group", flaky)
     out = tmp_path / "out"
