@@ -10,13 +10,11 @@ import os
 import threading
 from pathlib import Path
 
-import torch
-
 from segrefiner.checkpoint import load_checkpoint
 from segrefiner.inference import InferenceConfig
 from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
 from segrefiner.io import file_sha256
-from segrefiner.model import PRESETS, DenoiseUNet, get_preset
+from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, build_unet
 
 __all__ = ["checkpoint_id", "file_sha256", "load_cached_model"]
 
@@ -45,9 +43,7 @@ def load_cached_model(
     with _LOCK:
         if key not in _MODELS:
             if ident.startswith("preset:"):
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    model = DenoiseUNet(get_preset(str(checkpoint)))
+                model = build_unet(str(checkpoint), seed=PRESET_SEED)
                 meta: dict = {}
             else:
                 model, meta = load_checkpoint(checkpoint)

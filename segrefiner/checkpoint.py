@@ -33,7 +33,7 @@ from segrefiner import __version__
 from segrefiner.device import resolve_device
 from segrefiner.errors import CheckpointError, InputError
 from segrefiner.io import atomic_path
-from segrefiner.model import PRESETS, DenoiseUNet, UNetConfig, get_preset
+from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, UNetConfig, build_unet
 
 FORMAT = "segrefiner"
 FORMAT_VERSION = 1
@@ -243,7 +243,7 @@ def load_model(
         and path_or_preset in PRESETS
         and not Path(path_or_preset).exists()
     ):
-        model = DenoiseUNet(get_preset(path_or_preset)).eval()
+        model = build_unet(path_or_preset, seed=PRESET_SEED).eval()
     else:
         model, _ = load_checkpoint(path_or_preset)
     return model.to(resolve_device(device))

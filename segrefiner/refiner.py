@@ -32,7 +32,7 @@ from segrefiner.inference.preprocess import check_image, check_masks
 from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
 from segrefiner.inference.seeding import item_generator
 from segrefiner.inference.semantic import refine_semantic
-from segrefiner.model import PRESETS, DenoiseUNet, get_preset
+from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, build_unet
 
 
 class Refiner:
@@ -82,7 +82,7 @@ class Refiner:
             and path_or_preset in PRESETS
             and not Path(path_or_preset).exists()
         ):
-            model = DenoiseUNet(get_preset(path_or_preset))
+            model = build_unet(path_or_preset, seed=PRESET_SEED)
             meta: dict = {}
         else:
             model, meta = load_checkpoint(path_or_preset)

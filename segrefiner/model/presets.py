@@ -79,3 +79,8 @@ def get_preset(name: str) -> UNetConfig:
         return PRESETS[name]
     except KeyError:
         raise CheckpointError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+# Presets loaded as models (``Refiner.from_checkpoint("tiny")``, ``load_model``, the stages) get
+# weights drawn from this seed: the same random network in every process and every call.
+PRESET_SEED = 0

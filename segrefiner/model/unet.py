@@ -186,8 +186,17 @@ class DenoiseUNet(nn.Module):
         return self.out(h)
 
 
-def build_unet(config: UNetConfig | str = "official") -> DenoiseUNet:
-    """Build a randomly initialised network from a config or a preset name."""
+def build_unet(config: UNetConfig | str = "official", seed: int | None = None) -> DenoiseUNet:
+    """Build a randomly initialised network from a config or a preset name.
+
+    ``seed``: the weights are drawn from a generator seeded with it (the global torch RNG is
+    left as it was), so every process builds the same network; ``None`` draws from the global
+    RNG (training seeds that itself)."""
     from segrefiner.model.presets import get_preset
 
-    return DenoiseUNet(get_preset(config) if isinstance(config, str) else config)
+    cfg = get_preset(config) if isinstance(config, str) else config
+    if seed is None:
+        return DenoiseUNet(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DenoiseUNet(cfg)

@@ -1,0 +1,83 @@
+"""Flow ``evaluate`` on outputs made beforehand: its numbers are the metric functions' numbers
+on the same files, for COCO-format results and for BIG mask folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.params import ClusterParams, EvaluateParams, ReportParams
+
+THREADS = ClusterParams(n_workers=1, threads_per_worker=2, processes=False)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path) -> None:
+    from mlflow import MlflowClient
+
+    from flows.evaluate import evaluate
+    from pipelines.refine import RefineConfig
+    from pipelines.refine_coco import refine_coco
+    from segrefiner.metrics import instance_ap
+
+    gt = demo_ci / "coco/annotations/instances_val2017.json"
+    refined = tmp_path / "refined.segm.json"
+    refine_coco(
+        coco_two_images, gt, demo_ci / "coco/val2017", refined,
+        RefineConfig("tiny", model_size=64, seed=2),
+    )  # fmt: skip
+    params = EvaluateParams(
+        dataset="coco",
+        label="coco-demo",
+        coarse=str(coco_two_images),
+        refined=str(refined),
+        ground_truth=str(gt),
+        gt_name="coco",
+        api="coco",
+        image_list=str(gt),
+        image_root=str(demo_ci / "coco/val2017"),
+        output_dir=str(tmp_path / "report"),
+        cluster=THREADS,
+        report=ReportParams(gallery_size=2, gallery_sort="score"),
+    )
+    result = evaluate(params)
+    table = {row["key"]: row for row in result["table"]}
+    for iou_type, word in (("segm", "mask"), ("boundary", "boundary")):
+        for variant, path in (("coarse", coco_two_images), ("refined", refined)):
+            want = instance_ap(str(gt), str(path), iou_type, strict=False)["AP"]
+            assert table[f"coco_{word}_AP"][variant] == pytest.approx(want), (iou_type, variant)
+    assert (tmp_path / "report" / "gallery.png").is_file()
+    run = MlflowClient(mlflow_store).get_run(result["mlflow_run_id"])
+    assert run.data.tags["stage"] == "evaluate"
+    assert run.data.metrics["refined/coco_mask_AP"] == pytest.approx(
+        table["coco_mask_AP"]["refined"]
+    )
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_evaluate_big_folders(demo_ci, mlflow_store, tmp_path) -> None:
+    from flows.evaluate import evaluate
+    from pipelines.refine import RefineConfig
+    from pipelines.refine_hr import list_samples, refine_hr
+    from segrefiner.metrics import evaluate_mask_folders
+
+    records = list_samples("big", demo_ci, folder="big/test")
+    out = tmp_path / "refined"
+    refine_hr(records, out, RefineConfig("tiny", model_size=64, seed=1, batch_size=4))
+    folder = demo_ci / "big" / "test"
+    params = EvaluateParams(
+        dataset="big",
+        label="big-demo",
+        coarse=str(folder),
+        refined=str(out),
+        ground_truth=str(folder),
+        output_dir=str(tmp_path / "report"),
+        cluster=THREADS,
+        report=ReportParams(gallery_size=1),
+    )
+    result = evaluate(params)
+    table = {row["key"]: row for row in result["table"]}
+    want = evaluate_mask_folders(folder, out, folder, "big")
+    assert table["iou"]["refined"] == pytest.approx(want.refined.iou)
+    assert table["mba"]["refined"] == pytest.approx(want.refined.mba)
+    assert table["iou"]["coarse"] == pytest.approx(want.coarse.iou)
+    assert table["iou"]["refined"] != table["iou"]["coarse"]  # the refinement is visible
