@@ -80,6 +80,7 @@ def test_refine_folder_form_refuses_a_busy_output_and_unsafe_folders(tmp_path, c
         "b.png",
         ".segrefiner.lock",
         ".segrefiner-run.json",
+        "refine_scores.json",
     }
     assert main([*argv, "-o", str(masks), "--overwrite"]) == 2
     assert "the same folder as --masks" in capsys.readouterr().err

@@ -17,6 +17,10 @@ A :class:`ScoreCalibration` (a linear model fitted on a real-photo training spli
 (``-0.01``: one IoU point lost). The guard (``InferenceConfig.guard``) keeps the coarse mask of
 every item whose score is below its threshold.
 
+Masks do not depend on what else shares a batch; a score may, in its last digits (the network's
+float rounding varies with the batch size), which matters only for a score within ~1e-9 of the
+guard's threshold.
+
 A checkpoint may carry its own calibration (``meta["score_calibration"]``, written by
 ``segrefiner eval calibrate``); otherwise :data:`DEFAULT_CALIBRATION` is used.
 """

@@ -132,7 +132,8 @@ def test_group_packs_images_and_matches_one_at_a_time(photo) -> None:
     for k, (a, b) in enumerate(zip(packed, alone, strict=True)):
         assert a.mask.shape == inputs[k][1].shape
         assert np.array_equal(a.mask, b.mask), k
-        assert np.array_equal(a.score, b.score, equal_nan=True), k  # the score is packed-free too
+        # the score too, up to the network's float rounding, which depends on the batch size
+        assert a.score == pytest.approx(b.score, rel=1e-6, nan_ok=True), k
     # the local step changed something: not just the global pass
     assert any((a.mask != inputs[k][1]).sum() > 0 for k, a in enumerate(packed))
 
