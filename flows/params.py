@@ -173,7 +173,11 @@ class RefineCocoParams(_Params):
     image_root: str = "data/coco/val2017"
     ground_truths: list[GroundTruth] = Field(
         default_factory=lambda: [
-            GroundTruth(name="lvis", annotations="data/lvis/lvis_v1_val_cocofied.json", api="lvis"),
+            GroundTruth(
+                name="lvis",
+                annotations="data/lvis/annotations/lvis_v1_val_cocofied.json",
+                api="lvis",
+            ),
             GroundTruth(name="coco", annotations="data/coco/annotations/instances_val2017.json"),
         ],
         description="first one gives the per-instance rows and the gallery",
@@ -249,7 +253,7 @@ class EvaluateParams(_Params):
         description="coco: results JSON; big: folder of _refine.png; dis: folder of <set>/",
     )
     ground_truth: str = Field(
-        "data/lvis/lvis_v1_val_cocofied.json",
+        "data/lvis/annotations/lvis_v1_val_cocofied.json",
         description="coco: annotations JSON; big: folder of _gt.png; dis: the dis/ folder",
     )
     gt_name: str = Field("lvis", pattern=r"^[a-z0-9_]+$", description="coco: metric prefix")
