@@ -77,14 +77,6 @@ class TaskRunner:
         self.close()
 
 
-def run_tasks(
-    fn: Callable[[T], R], tasks: Sequence[T], workers: int = 1, client: Any = None
-) -> list[R]:
-    """``[fn(t) for t in tasks]``, in order, possibly in parallel (see :class:`TaskRunner`)."""
-    with TaskRunner(workers, client) as runner:
-        return runner.map(fn, tasks)
-
-
 def chunked(items: Sequence[T], parts: int) -> list[list[T]]:
     """Split ``items`` into at most ``parts`` contiguous, near-equal, non-empty lists."""
     parts = max(1, min(parts, len(items)))

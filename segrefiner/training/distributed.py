@@ -96,15 +96,6 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
-def broadcast_int(value: int, ctx: DistContext) -> int:
-    """Rank 0's ``value`` on every process."""
-    if ctx.world_size == 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.long, device=ctx.device)
-    dist.broadcast(tensor, src=0)
-    return int(tensor.item())
-
-
 def default_nproc(runtime: RuntimeConfig) -> int:
     """Processes per node: ``runtime.nproc``, else one per visible GPU, else 1."""
     if runtime.nproc:
