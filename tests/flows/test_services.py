@@ -39,10 +39,14 @@ def test_commands_bind_loopback_and_keep_state_under_the_project(settings):
     assert Path(env["PREFECT_HOME"]).is_relative_to(settings.state_dir)
 
 
-def _sleeper(name: str, *, ignore: int | None = None) -> Service:
+def _sleeper(name: str, *, ignore: int | None = None, ready: Path | None = None) -> Service:
+    """A service that sleeps; with ``ready``, it creates that file once its signal handler is
+    in place."""
     code = "import signal, time\n"
     if ignore is not None:
         code += f"signal.signal({int(ignore)}, signal.SIG_IGN)\n"
+    if ready is not None:
+        code += f"open({str(ready)!r}, 'w').close()\n"
     code += "time.sleep(120)  # sleeper-service\n"
     return Service(
         name=name,
@@ -68,11 +72,19 @@ def test_start_writes_pid_file_reuses_and_stop_removes(settings):
     assert not stop(settings, service, say=lambda _: None)  # nothing left to stop
 
 
-def test_a_service_ignoring_its_stop_signal_is_killed(settings):
-    service = _sleeper("stubborn", ignore=signal.SIGINT)
+def _wait_for(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.01)
+
+
+def test_a_service_ignoring_its_stop_signal_is_killed(settings, tmp_path):
+    ready = tmp_path / "stubborn.ready"
+    service = _sleeper("stubborn", ignore=signal.SIGINT, ready=ready)
     messages: list[str] = []
     pid = start(settings, service, say=messages.append)
-    time.sleep(0.5)  # let it install the handler
+    _wait_for(ready)  # it ignores SIGINT from here on
     stop(settings, service, say=messages.append)
     assert any("killing" in m for m in messages)
     assert read_pid(settings, service) is None

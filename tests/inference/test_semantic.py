@@ -87,12 +87,29 @@ def test_empty_coarse_mask_gives_empty_output_with_warning(photo) -> None:
     assert not out.any()
 
 
-def test_small_image_uses_a_smaller_patch() -> None:
+def test_small_image_uses_a_smaller_patch(monkeypatch) -> None:
+    from segrefiner.inference import semantic
+
+    patches: list[tuple[list[int], tuple[int, ...], int]] = []
+    local_step = semantic.local_step
+
+    def spy(model, diffusion, work, size):
+        probs = local_step(model, diffusion, work, size)
+        for (_, _, box), prob in zip(work, probs, strict=True):
+            patches.append((list(box), tuple(prob.shape), size))
+        return probs
+
+    monkeypatch.setattr(semantic, "local_step", spy)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
     mask = blob_mask((160, 200), (100, 80), 50)
+    assert FAST.patch_size == 256 > 200  # the image is smaller than a patch both ways
     out = Refiner.from_checkpoint("tiny", seed=0, config=FAST).refine(image, mask)
     assert out.shape == (160, 200)
+    # The patch side is the image side (not 256, not a square of the smaller side): every
+    # patch is the whole image, refined at the network's size and pasted back at 160 x 200.
+    assert patches and all(box == [0, 0, 200, 160] for box, _, _ in patches)
+    assert all(shape == (1, 160, 200) and size == FAST.model_size for _, shape, size in patches)
 
 
 def test_group_packs_images_and_matches_one_at_a_time(photo) -> None:

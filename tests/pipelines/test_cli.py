@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.stores import MaskStore
 from segrefiner.cli import main
 
 
@@ -20,9 +21,24 @@ def test_refine_coco_cli(demo_ci: Path, tmp_path: Path, capsys) -> None:
         "-o", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
-    assert "detections in 4 images" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "detections in 4 images" in first
     assert len(json.loads(out.read_text())) == 21
+    output = out.read_bytes()
+    work = tmp_path / "refined.work"  # the default work directory beside the output
+    store = MaskStore.open(work / "refined.zarr")
+    records = {name: store.completion_record(name) for name in ("00000", "00001")}
+    assert all(r is not None and r["detections"] > 0 for r in records.values())
+    parts = {p.name: p.stat().st_mtime_ns for p in (work / "parts").glob("*.json")}
+    assert sorted(parts) == ["00000.json", "00001.json"]
+
     assert main(argv) == 0  # resumes: both shards already complete
+    assert capsys.readouterr().out == first  # the same summary
+    assert out.read_bytes() == output
+    # neither shard ran again: records and part files are the first run's, untouched
+    store = MaskStore.open(work / "refined.zarr")
+    assert {name: store.completion_record(name) for name in records} == records
+    assert {p.name: p.stat().st_mtime_ns for p in (work / "parts").glob("*.json")} == parts
 
 
 def test_refine_dataset_cli(demo_ci: Path, tmp_path: Path, capsys) -> None:

@@ -14,11 +14,23 @@ from pipelines.sharding import plan_shards, run_shards
 from segrefiner.errors import InputError
 
 
-def _visible(tag: str, shard) -> tuple[int, str | None, str]:
+def _visible(folder: str, shard) -> tuple[int, str | None, str]:
+    """Report the GPU this worker sees, after both workers have taken a shard: each shard
+    leaves a file named after its worker's GPU, and waits (with a deadline) for the other
+    worker's file, so one worker cannot run every shard before the other starts."""
     import time
+    from pathlib import Path
 
-    time.sleep(0.2)  # long enough that both workers take shards
-    return shard.index, os.environ.get("CUDA_VISIBLE_DEVICES"), tag
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    here = Path(folder)
+    (here / f"gpu-{gpu}").touch()
+    deadline = time.monotonic() + 30.0
+    while len(list(here.glob("gpu-*"))) < 2 and not (here / "gave-up").exists():
+        if time.monotonic() > deadline:
+            (here / "gave-up").touch()  # the assertions report it; later shards do not wait
+            break
+        time.sleep(0.01)
+    return shard.index, gpu, folder
 
 
 def test_visible_gpus_follows_cuda_visible_devices(monkeypatch) -> None:
@@ -40,14 +52,15 @@ def test_local_gpus_caps_workers_and_needs_a_gpu(monkeypatch, caplog) -> None:
         local_gpus(2)
 
 
-def test_shards_spread_over_one_worker_per_gpu() -> None:
+def test_shards_spread_over_one_worker_per_gpu(tmp_path) -> None:
     shards = plan_shards(6, 6)
     results, failures = run_shards(
-        _visible, shards, ("x",), n_workers=1, gpus=["3", "5"], resources={"GPU": 1}
+        _visible, shards, (str(tmp_path),), n_workers=1, gpus=["3", "5"], resources={"GPU": 1}
     )
     assert not failures
     assert sorted(r[0] for r in results) == list(range(6))
     assert {r[1] for r in results} == {"3", "5"}  # each worker saw its own GPU only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-3", "gpu-5"]  # both took shards
 
 
 def test_gpu_workers_must_be_processes() -> None:

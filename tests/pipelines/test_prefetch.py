@@ -9,20 +9,23 @@ from pipelines.prefetch import prefetch
 
 
 def test_order_and_read_ahead() -> None:
-    started: list[int] = []
-    lock = threading.Lock()
+    started = {i: threading.Event() for i in range(10)}
+    consumed_0 = threading.Event()
 
     def slow(i: int) -> int:
-        with lock:
-            started.append(i)
-        time.sleep(0.01 * (5 - i % 5))
+        started[i].set()
+        if i in (1, 2):
+            # finishes only once item 0 has been handed out: read-ahead, not a serial loop
+            assert consumed_0.wait(10), f"item {i} was never released"
+        time.sleep(0.01 * (5 - i % 5))  # items finish out of order
         return i * i
 
     seen = []
     for item, value in prefetch(slow, range(10), depth=3):
         if item == 0:
-            time.sleep(0.1)
-            assert len(started) >= 3  # items 1 and 2 were loading while 0 was consumed
+            # items 1 and 2 are loading while 0 is consumed (waited for, with a deadline)
+            assert started[1].wait(10) and started[2].wait(10)
+            consumed_0.set()
         seen.append((item, value))
     assert seen == [(i, i * i) for i in range(10)]
 

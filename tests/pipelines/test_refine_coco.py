@@ -77,7 +77,18 @@ def test_shard_count_and_dask_do_not_change_results(
     outd = tmp_path / "dask.json"
     from pipelines import sharding
 
-    assert sharding  # the Dask path: a LocalCluster of threads in this process
+    ran: list[bool] = []  # the Dask path: a LocalCluster of 2 threads in this process ran them
+
+    def check(shard: sharding.Shard, record: dict, error: str | None) -> None:
+        from distributed import get_client  # raises ValueError when no Dask client is running
+
+        cluster = get_client().cluster
+        assert not cluster.processes and len(cluster.workers) == 2 and error is None
+        ran.append(record["skipped"])
+
+    on_dask = {"num_shards": 2, "n_workers": 2, "dask_threads": True}
+    refine_coco(*_inputs(demo_ci), outd, CONFIG, **on_dask, progress=check)
+    assert ran == [False, False]  # both shards computed on Dask; the call below resumes them
     summary = refine_coco(
         *_inputs(demo_ci), outd, CONFIG, num_shards=2, n_workers=2, dask_threads=True
     )

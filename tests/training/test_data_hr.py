@@ -21,6 +21,7 @@ from segrefiner.training.data_hr import (
 )
 from segrefiner.training.sampling import sample_rng
 from segrefiner.training.transforms import hr_object_box, mixed_patch, patch_side
+from tests.training.conftest import tiny_overrides
 
 
 def _config(root, **hr) -> DataConfig:
@@ -161,13 +162,22 @@ def test_no_mixed_patch_terminates_and_is_logged(hr_root, tmp_path, caplog) -> N
     dis = [s for s in samples if s["name"].startswith("dis/")]
     assert dis and all(s["patch_gt"].min() == 1.0 for s in dis)
 
-    # The training loop logs the notes it receives.
-    from segrefiner.training import loop
+    # Training on that data ends, and the loop logs the notes its batches carry.
+    from segrefiner.training import load_train_config, train
 
+    overrides = tiny_overrides(
+        root,
+        tmp_path / "run",
+        **{"data.task": "hr", "data.hr.patch_size": 64, "data.hr.patch_tries": 10},
+    )
     with caplog.at_level(logging.INFO, logger="segrefiner.training"):
-        for note in collate_crops(dis)["notes"]:
-            loop.log.info("rank 0: %s", note)
-    assert "used a random patch" in caplog.text
+        result = train(load_train_config(None, overrides))
+    assert result.finished
+    logged = [r.getMessage() for r in caplog.records if r.name == "segrefiner.training"]
+    expected = "no 64x64 patch holds both foreground and background; used a random patch"
+    noted = [m for m in logged if m.startswith("rank 0: dis/DIS-TR/") and m.endswith(expected)]
+    assert noted
+    assert not [m for m in logged if m.startswith("rank 0: thin_object/") and expected in m]
 
 
 def test_missing_or_mis_sized_coarse_masks_are_skipped(hr_root, tmp_path) -> None:
