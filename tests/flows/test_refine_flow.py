@@ -65,6 +65,20 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
     keys = {row["key"] for row in result["table"]}
     assert {"lvis_mask_AP", "lvis_boundary_AP", "coco_mask_APl", "coco_boundary_APs"} <= keys
     assert result["summary"]["shards"] == 2
+    # the table's numbers are the metric functions' numbers on the same files
+    from segrefiner.metrics import instance_ap
+
+    table = {row["key"]: row for row in result["table"]}
+    lvis = str(demo_ci / "lvis/annotations/lvis_v1_val_cocofied.json")
+    coco = str(demo_ci / "coco/annotations/instances_val2017.json")
+    for variant, path in (
+        ("coarse", coco_two_images),
+        ("refined", out / "latest/refined.segm.json"),
+    ):
+        want = instance_ap(lvis, str(path), "segm", "lvis", strict=False)["AP"]
+        assert table["lvis_mask_AP"][variant] == pytest.approx(want), variant
+        want = instance_ap(coco, str(path), "boundary", strict=False)["AP"]
+        assert table["coco_boundary_AP"][variant] == pytest.approx(want), variant
     report = out / "latest/report"
     for name in (
         "metrics.json",
