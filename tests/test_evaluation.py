@@ -155,8 +155,14 @@ def test_cli_eval_hr_demo(demo_ci, tmp_path, capsys) -> None:
     from segrefiner.data.folders import load_sample, read_big
     from segrefiner.metrics import pooled_iou
 
+    from segrefiner.checkpoint import save_checkpoint
+    from segrefiner.model import build_unet
+
+    # the tiny network with a 64 px global pass: its 256 px patches run resized to 64
+    ckpt = tmp_path / "tiny64.pt"
+    save_checkpoint(ckpt, build_unet("tiny", seed=0), {"inference": {"model_size": 64}})
     out = tmp_path / "hr.json"
-    args = ["eval", "hr-demo", "--checkpoint", "tiny", "--data", str(demo_ci)]
+    args = ["eval", "hr-demo", "--checkpoint", str(ckpt), "--data", str(demo_ci)]
     assert main([*args, "--sets", "DIS-VD", "BIG", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "BIG" in printed and "DIS-VD" in printed and "s/image" in printed
