@@ -152,10 +152,9 @@ def test_semantic_mode_with_a_network(root) -> None:
 
 
 def test_cli_eval_hr_demo(demo_ci, tmp_path, capsys) -> None:
+    from segrefiner.checkpoint import save_checkpoint
     from segrefiner.data.folders import load_sample, read_big
     from segrefiner.metrics import pooled_iou
-
-    from segrefiner.checkpoint import save_checkpoint
     from segrefiner.model import build_unet
 
     # the tiny network with a 64 px global pass: its 256 px patches run resized to 64
