@@ -25,7 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segrefiner import io
 from segrefiner.data.coarse_kinds import COARSE_KINDS
-from segrefiner.evaluation import REAL_TRAIN, calibration_rows, fit_quality
+from segrefiner.evaluation import (
+    REAL_TRAIN,
+    calibration_provenance,
+    calibration_rows,
+    fit_quality,
+)
 from segrefiner.inference.score import fit_calibration
 
 
@@ -94,20 +99,12 @@ def _embed(checkpoint, cal, rows, args, kinds) -> None:
     """``segrefiner eval calibrate --embed`` from the cached rows, into the file itself."""
     import dataclasses
 
-    from segrefiner.checkpoint import read_checkpoint, save_with_meta
+    from segrefiner.checkpoint import save_with_calibration
 
-    fitted_on = {
-        "checkpoint": Path(checkpoint).name,
-        "checkpoint_sha256": io.file_sha256(checkpoint),
-        "annotations": str(args.data / REAL_TRAIN),
-        "seeds": list(args.seeds),
-        "kinds": list(kinds),
-        "rows": len(rows),
-    }
-    cal = dataclasses.replace(cal, fitted_on=fitted_on)
-    saved = read_checkpoint(checkpoint).get("meta") or {}
-    calibrations = {**(saved.get("score_calibration") or {}), args.mode: cal.as_dict()}
-    save_with_meta(checkpoint, checkpoint, {"score_calibration": calibrations})
+    fitted_on = calibration_provenance(
+        checkpoint, args.data / REAL_TRAIN, args.seeds, kinds, len(rows)
+    )
+    save_with_calibration(checkpoint, checkpoint, dataclasses.replace(cal, fitted_on=fitted_on))
     print(f"   embedded into {checkpoint} (now sha256 {io.file_sha256(checkpoint)})")
 
 

@@ -207,6 +207,16 @@ def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path 
         title = item.title if len(item.title) <= 44 else "..." + item.title[-41:]
         line[0].set_title("")
         line[0].set_title(f"{title}\ncoarse", fontsize=8, loc="left")
+    return _save_png(fig, path)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def _save_png(fig: Any, path: str | os.PathLike) -> Path:
+    """Lay out ``fig``, write it as a PNG atomically (folders made as needed) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,9 +224,6 @@ def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path 
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
     return path
-
-
-# --------------------------------------------------------------------------- plot
 
 
 def draw_before_after(
@@ -259,13 +266,7 @@ def draw_before_after(
     scatter.set_xlabel(f"coarse {pair_label}")
     scatter.set_ylabel(f"refined {pair_label}")
     scatter.set_title(f"per item ({len(pairs)})")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- refinement scores
@@ -316,10 +317,4 @@ def draw_score_histogram(
         ax.axvline(position, color="k", linestyle="--", linewidth=1)
         title += f"; guard at {guard * 100:+.2g}"
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)

@@ -309,3 +309,17 @@ def save_with_meta(
     model, meta = load_checkpoint(source)
     saved = {k: v for k, v in meta.items() if k not in _LOADED_KEYS}
     save_checkpoint(path, model, {**saved, **dict(updates)})
+
+
+def save_with_calibration(
+    source: str | os.PathLike, path: str | os.PathLike, calibration: Any
+) -> None:
+    """Write ``source`` to ``path`` carrying ``calibration`` (a
+    :class:`~segrefiner.inference.score.ScoreCalibration`) as its score calibration of that
+    mode, next to the calibrations of other modes it already had."""
+    saved = read_checkpoint(source).get("meta") or {}
+    calibrations = {
+        **(saved.get("score_calibration") or {}),
+        calibration.mode: calibration.as_dict(),
+    }
+    save_with_meta(source, path, {"score_calibration": calibrations})

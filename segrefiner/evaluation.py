@@ -528,17 +528,28 @@ def calibrate_score(
     )  # fmt: skip
     features = np.array([r.features for r in rows])
     deltas = np.array([r.delta("iou") for r in rows])
-    checkpoint_path = Path(checkpoint)
-    fitted_on = {
-        "checkpoint": checkpoint_path.name,
-        "checkpoint_sha256": io.file_sha256(checkpoint_path) if checkpoint_path.is_file() else None,
-        "annotations": str(ann_path),
-        "seeds": list(seeds),
-        "kinds": list(kinds),
-        "rows": len(rows),
-    }
+    fitted_on = calibration_provenance(checkpoint, ann_path, seeds, kinds, len(rows))
     calibration = fit_calibration(features, deltas, mode=mode, fitted_on=fitted_on)
     return dataclasses.replace(calibration, quality=fit_quality(calibration, rows, kinds))
+
+
+def calibration_provenance(
+    checkpoint: str | os.PathLike,
+    annotations: str | os.PathLike,
+    seeds: Sequence[int],
+    kinds: Sequence[str],
+    rows: int,
+) -> dict[str, Any]:
+    """What a calibration was fitted on (its ``fitted_on`` record)."""
+    path = Path(checkpoint)
+    return {
+        "checkpoint": path.name,
+        "checkpoint_sha256": io.file_sha256(path) if path.is_file() else None,
+        "annotations": str(annotations),
+        "seeds": list(seeds),
+        "kinds": list(kinds),
+        "rows": rows,
+    }
 
 
 def fit_quality(calibration: Any, rows: list[InstanceRow], kinds: Sequence[str]) -> dict[str, Any]:

@@ -343,7 +343,7 @@ def run_real(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from segrefiner.checkpoint import read_checkpoint, save_with_meta
+    from segrefiner.checkpoint import save_with_calibration
     from segrefiner.data.coarse_kinds import COARSE_KINDS
     from segrefiner.evaluation import calibrate_score
 
@@ -369,10 +369,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.out:
         write_json(args.out, calibration.as_dict(), indent=2)
     if args.embed:
-        saved = read_checkpoint(args.checkpoint).get("meta") or {}
-        calibrations = dict(saved.get("score_calibration") or {})
-        calibrations[args.mode] = calibration.as_dict()
-        save_with_meta(args.checkpoint, args.embed, {"score_calibration": calibrations})
+        save_with_calibration(args.checkpoint, args.embed, calibration)
         print(f"wrote {args.embed}")
     return 0
 
