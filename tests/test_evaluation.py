@@ -248,3 +248,16 @@ def test_calibration_fits_on_the_training_split_and_embeds(root, tmp_path, capsy
     refiner = Refiner.from_checkpoint(embedded)
     assert refiner.calibrations["instance"] == cal
     assert refiner.config.model_size == 64  # the other saved settings travel with it
+
+
+def test_calibration_with_nothing_refined_is_a_clear_error(root, tmp_path) -> None:
+    from segrefiner.checkpoint import save_checkpoint
+    from segrefiner.evaluation import calibrate_score
+    from segrefiner.model import build_unet
+
+    ckpt = tmp_path / "passes_everything_through.pt"
+    meta = {"inference": {"model_size": 64, "area_thr": 10**9}}  # every instance too small
+    save_checkpoint(ckpt, build_unet("tiny", seed=0), meta)
+    ann = root / "annotations" / "real_eval.json"
+    with pytest.raises(InputError, match="no instance was refined; nothing to calibrate on"):
+        calibrate_score(ckpt, root, seeds=(0,), kinds=("maskrcnn",), annotations=ann)
