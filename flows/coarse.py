@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.caching import content_key, keyed
-from flows.cluster import dask_task_runner, use_cluster
+from flows.cluster import on_cluster
 from flows.params import CoarseHRParams
 from flows.tasks import absolute, artifact_key, map_shards, shard_progress
 from pipelines.coarse import (
@@ -80,31 +80,35 @@ def finalize(store: str) -> dict[str, Any]:
     return finalize_coarse_hr(store)
 
 
-@flow(name="gen-coarse-hr", task_runner=dask_task_runner())
+@flow(name="gen-coarse-hr")
 def gen_coarse_hr(params: CoarseHRParams = DEFAULT_COARSE) -> dict[str, Any]:
     """Offline coarse masks for HR training, deterministic per (seed, sample)."""
-    use_cluster(params.cluster)
-    root, store = absolute(params.data_root), absolute(params.store)
-    config = CoarseHRConfig(data_root=root, seed=params.seed)
-    samples = list_samples(root, images=params.images, masks=params.masks)
-    key = content_key(
-        config=dataclasses.replace(config, data_root=""),
-        ground_truth=[[r.sample_id, file_sha256(r.gt) if r.gt and Path(r.gt).is_file() else None]
-                      for r in samples],
-    )  # fmt: skip
-    step = (lambda t: t.with_options(refresh_cache=True)) if params.refresh_cache else (lambda t: t)
-    shards = step(prepare)(params, store, config, params.num_shards, key)
-    results = map_shards(
-        step(coarse_shard),
-        shards,
-        {"store": store, "config": config, "content_key": key},
-        stage="gen-coarse-hr",
-    )
-    summary = finalize(store)
-    summary["skipped_shards"] = sum(r.skipped for r in results)
-    create_table_artifact(
-        [{k: v for k, v in summary.items() if not isinstance(v, list | dict)}],
-        key=artifact_key("gen-coarse-hr", "summary"),
-        description=f"gen-coarse-hr: {store}",
-    )
-    return summary
+    with on_cluster(params.cluster):
+        root, store = absolute(params.data_root), absolute(params.store)
+        config = CoarseHRConfig(data_root=root, seed=params.seed)
+        samples = list_samples(root, images=params.images, masks=params.masks)
+        key = content_key(
+            config=dataclasses.replace(config, data_root=""),
+            ground_truth=[[r.sample_id, file_sha256(r.gt) if r.gt and Path(r.gt).is_file() else None]
+                          for r in samples],
+        )  # fmt: skip
+        step = (
+            (lambda t: t.with_options(refresh_cache=True))
+            if params.refresh_cache
+            else (lambda t: t)
+        )
+        shards = step(prepare)(params, store, config, params.num_shards, key)
+        results = map_shards(
+            step(coarse_shard),
+            shards,
+            {"store": store, "config": config, "content_key": key},
+            stage="gen-coarse-hr",
+        )
+        summary = finalize(store)
+        summary["skipped_shards"] = sum(r.skipped for r in results)
+        create_table_artifact(
+            [{k: v for k, v in summary.items() if not isinstance(v, list | dict)}],
+            key=artifact_key("gen-coarse-hr", "summary"),
+            description=f"gen-coarse-hr: {store}",
+        )
+        return summary

@@ -16,7 +16,7 @@ from prefect import flow
 
 from flows import coco, hr
 from flows.caching import content_key
-from flows.cluster import dask_task_runner, use_cluster
+from flows.cluster import on_cluster, submit
 from flows.params import EvaluateParams, GroundTruth
 from flows.refine import finish_run
 from flows.reports import write_csv
@@ -38,58 +38,58 @@ def _checkpoint(label: str | None) -> ResolvedCheckpoint:
         return ResolvedCheckpoint(label, "label", f"label:{Path(label).stem}")
 
 
-@flow(name="evaluate", task_runner=dask_task_runner())
+@flow(name="evaluate")
 def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
     """Score coarse and refined outputs against the ground truth; report and log them."""
-    use_cluster(params.cluster)
-    ckpt = _checkpoint(params.checkpoint)
-    coarse, refined = absolute(params.coarse), absolute(params.refined)
-    truth = absolute(params.ground_truth)
-    report_dir = Path(absolute(params.output_dir))
-    report_dir.mkdir(parents=True, exist_ok=True)
-    name = run_name(params.label, params.segmentor, ckpt.sha or None)
-    tags = {
-        "dataset": params.label,
-        "segmentor": params.segmentor,
-        "checkpoint.sha256": ckpt.sha,
-        "stage": "evaluate",
-        "coarse": coarse,
-        "refined": refined,
-    }
-    with tracked_run(
-        params.report.track,
-        f"refine-{params.dataset}",
-        name,
-        tags=tags,
-        params={"params": params.model_dump()},
-    ) as run:
-        if params.dataset == "coco":
-            gt = GroundTruth(name=params.gt_name, annotations=truth, api=params.api)
-            image_list, image_root = absolute(params.image_list), absolute(params.image_root)
-            key = content_key(files={"coarse": coarse, "refined": refined, "gt": truth})
-            table_future = coco.evaluate_coco.submit(gt, coarse, refined, key)
-            rows = coco.instance_rows.submit(
-                gt, image_list, image_root, coarse, refined, key
-            ).result()
-            table = table_future.result()
-            write_csv(rows, report_dir / "per_instance.csv")
-            pictures = coco.report_coco(
-                rows, table, gt, image_list, image_root, coarse, refined, str(report_dir),
-                params.report.gallery_size, params.report.gallery_sort,
+    with on_cluster(params.cluster):
+        ckpt = _checkpoint(params.checkpoint)
+        coarse, refined = absolute(params.coarse), absolute(params.refined)
+        truth = absolute(params.ground_truth)
+        report_dir = Path(absolute(params.output_dir))
+        report_dir.mkdir(parents=True, exist_ok=True)
+        name = run_name(params.label, params.segmentor, ckpt.sha or None)
+        tags = {
+            "dataset": params.label,
+            "segmentor": params.segmentor,
+            "checkpoint.sha256": ckpt.sha,
+            "stage": "evaluate",
+            "coarse": coarse,
+            "refined": refined,
+        }
+        with tracked_run(
+            params.report.track,
+            f"refine-{params.dataset}",
+            name,
+            tags=tags,
+            params={"params": params.model_dump()},
+        ) as run:
+            if params.dataset == "coco":
+                gt = GroundTruth(name=params.gt_name, annotations=truth, api=params.api)
+                image_list, image_root = absolute(params.image_list), absolute(params.image_root)
+                key = content_key(files={"coarse": coarse, "refined": refined, "gt": truth})
+                table_future = submit(coco.evaluate_coco, gt, coarse, refined, key)
+                rows = submit(
+                    coco.instance_rows, gt, image_list, image_root, coarse, refined, key
+                ).result()
+                table = table_future.result()
+                write_csv(rows, report_dir / "per_instance.csv")
+                pictures = coco.report_coco(
+                    rows, table, gt, image_list, image_root, coarse, refined, str(report_dir),
+                    params.report.gallery_size, params.report.gallery_sort,
+                )  # fmt: skip
+            else:
+                evaluation = hr.evaluation_from_folders(
+                    params.dataset, truth, coarse, refined, params.sets
+                )
+                table, rows = hr.evaluate_outputs(evaluation, refined, report_dir)
+                pictures = hr.report_hr(
+                    rows, table, evaluation, refined, str(report_dir), params.report.gallery_size,
+                    params.report.gallery_sort,
+                )  # fmt: skip
+            title = f"evaluate {name}"
+            summary = {"items": len(rows)}
+            result = finish_run(
+                run, table, summary, pictures, ckpt, Path(refined), report_dir,
+                f"evaluate-{params.dataset}", title,
             )  # fmt: skip
-        else:
-            evaluation = hr.evaluation_from_folders(
-                params.dataset, truth, coarse, refined, params.sets
-            )
-            table, rows = hr.evaluate_outputs(evaluation, refined, report_dir)
-            pictures = hr.report_hr(
-                rows, table, evaluation, refined, str(report_dir), params.report.gallery_size,
-                params.report.gallery_sort,
-            )  # fmt: skip
-        title = f"evaluate {name}"
-        summary = {"items": len(rows)}
-        result = finish_run(
-            run, table, summary, pictures, ckpt, Path(refined), report_dir,
-            f"evaluate-{params.dataset}", title,
-        )  # fmt: skip
-    return {**result, "checkpoint": dataclasses.asdict(ckpt)}
+        return {**result, "checkpoint": dataclasses.asdict(ckpt)}

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import task
 
 from flows.caching import keyed, work_shard_done, work_store_exists
+from flows.cluster import submit
 from flows.reports import (
     GalleryItem,
     MetricRow,
@@ -194,7 +195,7 @@ def evaluate_outputs(
     if manifest is not None and manifest.is_file():
         for sample in read_json(manifest)["samples"]:
             scores[Path(sample["output"]).resolve()] = sample.get("refine_score")
-    futures = [evaluate_folder.submit(s, evaluation.naming, pred_root) for s in evaluation.sets]
+    futures = [submit(evaluate_folder, s, evaluation.naming, pred_root) for s in evaluation.sets]
     table: list[MetricRow] = []
     rows: list[dict[str, Any]] = []
     for folder, future in zip(evaluation.sets, futures):

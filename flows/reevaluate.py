@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.cluster import dask_task_runner, use_cluster
+from flows.cluster import on_cluster
 from flows.hr import evaluation_for
 from flows.inbox import Drop, Ledger, drop_records, find_drops
 from flows.params import (
@@ -126,72 +126,78 @@ def _checkpoint_for(dataset: str, params: ReevaluateParams) -> ResolvedCheckpoin
     return resolve_model(params.refine.model_copy(update=update))
 
 
-@flow(name="reevaluate", task_runner=dask_task_runner())
+@flow(name="reevaluate")
 def reevaluate(params: ReevaluateParams = DEFAULT_REEVALUATE) -> dict[str, Any]:
     """Evaluate every inbox drop not yet evaluated with the current champion checkpoint."""
     logger = get_run_logger()
-    use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
-    data_root = absolute(params.data_root)
-    ledger = Ledger(absolute(params.ledger))
-    drops = find_drops_task(absolute(params.inbox))
-    checkpoints: dict[str, ResolvedCheckpoint | Exception] = {}
-    outcome: dict[str, list[dict[str, Any]]] = {"evaluated": [], "skipped": [], "failed": []}
-    for drop in drops:
-        kind = "lr" if drop.dataset == "coco" else "hr"
-        if kind not in checkpoints:
+    with on_cluster(params.cluster, gpu=params.refine.device.startswith("cuda")):
+        data_root = absolute(params.data_root)
+        ledger = Ledger(absolute(params.ledger))
+        drops = find_drops_task(absolute(params.inbox))
+        checkpoints: dict[str, ResolvedCheckpoint | Exception] = {}
+        outcome: dict[str, list[dict[str, Any]]] = {"evaluated": [], "skipped": [], "failed": []}
+        for drop in drops:
+            kind = "lr" if drop.dataset == "coco" else "hr"
+            if kind not in checkpoints:
+                try:
+                    checkpoints[kind] = _checkpoint_for(drop.dataset, params)
+                except (FileNotFoundError, InputError) as exc:
+                    checkpoints[kind] = exc
+            ckpt = checkpoints[kind]
+            item: dict[str, Any] = {"drop": drop.label, "path": drop.relative}
+            if isinstance(ckpt, Exception):
+                # No checkpoint at all: a FAILED run says so; the ledger stays open for later.
+                item["error"] = f"no {kind.upper()} checkpoint: {ckpt}"
+                logger.error("%s: %s", drop.label, item["error"])
+                try:
+                    with tracked_run(
+                        params.report.track,
+                        f"refine-{drop.dataset}",
+                        run_name(drop.dataset, drop.segmentor, None),
+                        tags={"stage": "reevaluate", "inbox.path": drop.relative},
+                    ):
+                        raise ckpt
+                except Exception:
+                    pass
+                outcome["failed"].append(item)
+                continue
+            item["checkpoint"] = ckpt.sha
+            seen = ledger.get(drop.content, ckpt.sha)
+            if seen and (seen["status"] == "ok" or not params.retry_failed):
+                logger.info(
+                    "%s: already evaluated (%s, %s)", drop.label, seen["status"], seen["time"]
+                )
+                outcome["skipped"].append({**item, "status": seen["status"]})
+                continue
             try:
-                checkpoints[kind] = _checkpoint_for(drop.dataset, params)
-            except (FileNotFoundError, InputError) as exc:
-                checkpoints[kind] = exc
-        ckpt = checkpoints[kind]
-        item: dict[str, Any] = {"drop": drop.label, "path": drop.relative}
-        if isinstance(ckpt, Exception):
-            # No checkpoint at all: a FAILED run says so; the ledger stays open for later.
-            item["error"] = f"no {kind.upper()} checkpoint: {ckpt}"
-            logger.error("%s: %s", drop.label, item["error"])
-            try:
-                with tracked_run(
-                    params.report.track,
-                    f"refine-{drop.dataset}",
-                    run_name(drop.dataset, drop.segmentor, None),
-                    tags={"stage": "reevaluate", "inbox.path": drop.relative},
-                ):
-                    raise ckpt
-            except Exception:
-                pass
-            outcome["failed"].append(item)
-            continue
-        item["checkpoint"] = ckpt.sha
-        seen = ledger.get(drop.content, ckpt.sha)
-        if seen and (seen["status"] == "ok" or not params.retry_failed):
-            logger.info("%s: already evaluated (%s, %s)", drop.label, seen["status"], seen["time"])
-            outcome["skipped"].append({**item, "status": seen["status"]})
-            continue
-        try:
-            result = _evaluate_drop(drop, ckpt, params, data_root)
-        except Exception as exc:  # reported per drop; the other drops go on
-            item["error"] = f"{type(exc).__name__}: {exc}"
-            logger.error("%s: failed: %s", drop.label, item["error"])
-            ledger.record(drop, ckpt.sha, "failed", error=item["error"])
-            outcome["failed"].append(item)
-            continue
-        item.update(mlflow_run_id=result["mlflow_run_id"], output=result["output"])
-        item["metrics"] = {r["key"]: r["refined"] for r in result["table"][:4]}
-        ledger.record(drop, ckpt.sha, "ok", mlflow_run_id=result["mlflow_run_id"])
-        outcome["evaluated"].append(item)
-    rows = [
-        {"drop": i["drop"], "status": status, "detail": i.get("error") or i.get("mlflow_run_id")}
-        for status in ("evaluated", "failed", "skipped")
-        for i in outcome[status]
-    ]
-    if rows:
-        create_table_artifact(
-            rows, key=artifact_key("reevaluate", "drops"), description="inbox drops this run"
+                result = _evaluate_drop(drop, ckpt, params, data_root)
+            except Exception as exc:  # reported per drop; the other drops go on
+                item["error"] = f"{type(exc).__name__}: {exc}"
+                logger.error("%s: failed: %s", drop.label, item["error"])
+                ledger.record(drop, ckpt.sha, "failed", error=item["error"])
+                outcome["failed"].append(item)
+                continue
+            item.update(mlflow_run_id=result["mlflow_run_id"], output=result["output"])
+            item["metrics"] = {r["key"]: r["refined"] for r in result["table"][:4]}
+            ledger.record(drop, ckpt.sha, "ok", mlflow_run_id=result["mlflow_run_id"])
+            outcome["evaluated"].append(item)
+        rows = [
+            {
+                "drop": i["drop"],
+                "status": status,
+                "detail": i.get("error") or i.get("mlflow_run_id"),
+            }
+            for status in ("evaluated", "failed", "skipped")
+            for i in outcome[status]
+        ]
+        if rows:
+            create_table_artifact(
+                rows, key=artifact_key("reevaluate", "drops"), description="inbox drops this run"
+            )
+        logger.info(
+            "reevaluate: %d evaluated, %d failed, %d already done",
+            len(outcome["evaluated"]),
+            len(outcome["failed"]),
+            len(outcome["skipped"]),
         )
-    logger.info(
-        "reevaluate: %d evaluated, %d failed, %d already done",
-        len(outcome["evaluated"]),
-        len(outcome["failed"]),
-        len(outcome["skipped"]),
-    )
-    return outcome
+        return outcome

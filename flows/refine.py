@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from flows import coco, hr
 from flows.caching import content_key
-from flows.cluster import dask_task_runner, use_cluster
+from flows.cluster import on_cluster, submit
 from flows.params import (
     GroundTruth,
     RefineBigParams,
@@ -172,11 +172,17 @@ def run_refine_coco(
     def eval_key(gt: GroundTruth) -> str:
         return content_key(files={"coarse": results, "refined": output, "gt": gt.annotations})
 
-    futures = [coco.evaluate_coco.submit(gt, results, str(output), eval_key(gt)) for gt in gts]
+    futures = [submit(coco.evaluate_coco, gt, results, str(output), eval_key(gt)) for gt in gts]
     rows_future = None
     if gts:
-        rows_future = coco.instance_rows.submit(
-            gts[0], annotations, image_root, results, str(output), eval_key(gts[0])
+        rows_future = submit(
+            coco.instance_rows,
+            gts[0],
+            annotations,
+            image_root,
+            results,
+            str(output),
+            eval_key(gts[0]),
         )
     table = [row for future in futures for row in future.result()]
     rows = rows_future.result() if rows_future is not None else []
@@ -232,13 +238,13 @@ def finish_run(
     return {**outcome, "table": [r.as_dict() for r in table]}
 
 
-@flow(name="refine-coco", task_runner=dask_task_runner())
+@flow(name="refine-coco")
 def refine_coco(params: RefineCocoParams = DEFAULT_COCO) -> dict[str, Any]:
     """Refine a segmentor's COCO-format instance results; mask AP and boundary AP before/after."""
-    use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
-    ckpt = resolve_model(params.refine)
-    with refine_run(params, ckpt) as run:
-        return run_refine_coco(params, ckpt, run)
+    with on_cluster(params.cluster, gpu=params.refine.device.startswith("cuda")):
+        ckpt = resolve_model(params.refine)
+        with refine_run(params, ckpt) as run:
+            return run_refine_coco(params, ckpt, run)
 
 
 # --------------------------------------------------------------------------- BIG / DIS
@@ -294,22 +300,22 @@ def run_refine_hr(
 
 
 def _refine_hr_flow(params: RefineBigParams | RefineDisParams) -> dict[str, Any]:
-    use_cluster(params.cluster, gpu=params.refine.device.startswith("cuda"))
-    ckpt = resolve_model(params.refine)
-    data_root = absolute(params.data_root)
-    with refine_run(params, ckpt) as run:
-        records = hr.list_records(params, data_root)
-        evaluation = hr.default_evaluation(params, data_root, records)
-        return run_refine_hr(params, records, evaluation, ckpt, run)
+    with on_cluster(params.cluster, gpu=params.refine.device.startswith("cuda")):
+        ckpt = resolve_model(params.refine)
+        data_root = absolute(params.data_root)
+        with refine_run(params, ckpt) as run:
+            records = hr.list_records(params, data_root)
+            evaluation = hr.default_evaluation(params, data_root, records)
+            return run_refine_hr(params, records, evaluation, ckpt, run)
 
 
-@flow(name="refine-big", task_runner=dask_task_runner())
+@flow(name="refine-big")
 def refine_big(params: RefineBigParams = DEFAULT_BIG) -> dict[str, Any]:
     """Refine BIG coarse masks with the HR model; IoU and mBA before/after."""
     return _refine_hr_flow(params)
 
 
-@flow(name="refine-dis", task_runner=dask_task_runner())
+@flow(name="refine-dis")
 def refine_dis(params: RefineDisParams = DEFAULT_DIS) -> dict[str, Any]:
     """Refine DIS-5K coarse masks with the HR model; IoU and mBA per set before/after."""
     return _refine_hr_flow(params)

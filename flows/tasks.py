@@ -24,7 +24,7 @@ from prefect.artifacts import (
 )
 from prefect.logging import get_run_logger
 
-from flows.cluster import gpu_annotation
+from flows.cluster import gpu_annotation, map_tasks
 from flows.reports import MetricRow, markdown_table
 from pipelines.sharding import ShardsFailedError
 
@@ -76,7 +76,8 @@ def map_shards(
     stage: str,
     device: str = "cpu",
 ) -> list[Any]:
-    """Run ``task(shard=s, **common)`` for every shard on the flow's task runner.
+    """Run ``task(shard=s, **common)`` for every shard on the flow run's cluster
+    (:func:`flows.cluster.on_cluster`; the flow's own runner outside it).
 
     GPU stages (``device`` CUDA) ask Dask for a ``GPU`` resource per shard. Returns the shard
     records in shard order. Raises :class:`ShardsFailedError` after every shard has ended when
@@ -86,7 +87,7 @@ def map_shards(
     if not shards:
         return []
     with gpu_annotation(device):
-        futures = task.map(shard=list(shards), **{k: unmapped(v) for k, v in common.items()})
+        futures = map_tasks(task, shard=list(shards), **{k: unmapped(v) for k, v in common.items()})
     progress = create_progress_artifact(
         0.0,
         key=artifact_key(stage, "progress"),

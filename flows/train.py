@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.caching import content_key, keyed
-from flows.cluster import dask_task_runner, gpu_annotation, use_cluster
+from flows.cluster import gpu_annotation, on_cluster, submit
 from flows.params import TrainParams
 from flows.tasks import absolute, artifact_key
 from flows.tracking import MlflowTrainingCallback, Tracker, follow_jsonl, tracked_run
@@ -107,8 +107,8 @@ def run_training(params: TrainParams, kind: str) -> dict[str, Any]:
         follower = follow_jsonl(run_dir / "metrics.jsonl", MlflowTrainingCallback(run), stop)
         try:
             with gpu_annotation("cuda" if gpu else "cpu", gpus=nproc):
-                future = train_task.submit(
-                    config_path, overrides, nproc, params.until, params.timeout_s,
+                future = submit(
+                    train_task, config_path, overrides, nproc, params.until, params.timeout_s,
                     str(run_dir), key,
                 )  # fmt: skip
             result = future.result()
@@ -144,15 +144,15 @@ def _gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-@flow(name="train-lr", task_runner=dask_task_runner())
+@flow(name="train-lr")
 def train_lr(params: TrainParams = DEFAULT_LR) -> dict[str, Any]:
     """Train LR-SegRefiner (LVIS-style data, online coarse masks) and register it."""
-    use_cluster(params.cluster, gpu=_gpus() > 0, gpus_per_worker=max(1, _gpus()))
-    return run_training(params, "lr")
+    with on_cluster(params.cluster, gpu=_gpus() > 0, gpus_per_worker=max(1, _gpus())):
+        return run_training(params, "lr")
 
 
-@flow(name="train-hr", task_runner=dask_task_runner())
+@flow(name="train-hr")
 def train_hr(params: TrainParams = DEFAULT_HR) -> dict[str, Any]:
     """Train HR-SegRefiner (DIS-TR + ThinObject-5K, offline coarse masks) and register it."""
-    use_cluster(params.cluster, gpu=_gpus() > 0, gpus_per_worker=max(1, _gpus()))
-    return run_training(params, "hr")
+    with on_cluster(params.cluster, gpu=_gpus() > 0, gpus_per_worker=max(1, _gpus())):
+        return run_training(params, "hr")

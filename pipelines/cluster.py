@@ -1,9 +1,11 @@
 """Dask clusters for stage drivers: an existing scheduler, a small LocalCluster on 127.0.0.1, or
-on a multi-GPU machine one worker process per GPU, each seeing only its own GPU."""
+on a multi-GPU machine one worker process per GPU, each seeing only its own GPU
+(``dask_cuda.LocalCUDACluster`` where dask-cuda is installed, else a SpecCluster of nannies)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -49,7 +51,9 @@ def local_cluster(
     pass through, e.g. ``resources``). With ``gpus`` (``CUDA_VISIBLE_DEVICES`` entries, see
     :func:`visible_gpus`): one worker process per GPU, its ``CUDA_VISIBLE_DEVICES`` set to that
     GPU alone (so ``cuda`` means its own card) and advertising ``GPU=1``; ``n_workers`` is
-    ignored and ``kwargs`` must be empty.
+    ignored and ``kwargs`` must be empty. That cluster is dask-cuda's ``LocalCUDACluster`` where
+    dask-cuda is installed (its workers also get its CPU affinity and memory settings; each
+    sees the GPU list rotated so that its own card comes first), else a SpecCluster of nannies.
     """
     scheduler_kwargs = dict(scheduler_kwargs or {})
     if not gpus:
@@ -71,6 +75,18 @@ def local_cluster(
     # The scheduler's HTTP endpoint (health, metrics) runs even without a dashboard: keep it
     # on loopback and off the conventional port 8787.
     scheduler_kwargs.setdefault("dashboard_address", f"{host}:0")
+    if importlib.util.find_spec("dask_cuda") is not None:
+        from dask_cuda import LocalCUDACluster
+
+        return LocalCUDACluster(
+            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpus),
+            n_workers=len(gpus),
+            threads_per_worker=threads_per_worker,
+            host=host,
+            dashboard_address=dashboard_address,
+            scheduler_kwargs=scheduler_kwargs,
+            resources={"GPU": 1},
+        )
     scheduler = {
         "cls": Scheduler,
         "options": {"host": host, "dashboard": dashboard_address is not None, **scheduler_kwargs},

@@ -4,7 +4,7 @@ the workers get (no GPU is needed for that)."""
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
+import sys
 
 import pytest
 
@@ -69,22 +69,45 @@ def test_gpu_workers_must_be_processes() -> None:
 
 
 def test_flow_runner_gets_one_worker_per_gpu(monkeypatch) -> None:
-    from prefect_dask import DaskTaskRunner
-
     import flows.cluster as fc
     from flows.params import ClusterParams
 
-    runner = DaskTaskRunner()
-    monkeypatch.setattr(
-        fc, "FlowRunContext", SimpleNamespace(get=lambda: SimpleNamespace(task_runner=runner))
-    )
     monkeypatch.setattr(fc, "visible_gpus", lambda: ["0", "1", "2"])
-    fc.use_cluster(ClusterParams(n_workers=2), gpu=True)
+    runner = fc.task_runner_for(ClusterParams(n_workers=2), gpu=True)
     assert runner.cluster_class is local_cluster and runner.cluster_kwargs["gpus"] == ["0", "1"]
-    fc.use_cluster(ClusterParams(n_workers=1), gpu=True, gpus_per_worker=2)  # training
+    runner = fc.task_runner_for(ClusterParams(n_workers=1), gpu=True, gpus_per_worker=2)
     assert runner.cluster_class is None and runner.cluster_kwargs["resources"] == {"GPU": 2}
-    fc.use_cluster(ClusterParams(n_workers=2), gpu=False)
+    runner = fc.task_runner_for(ClusterParams(n_workers=2), gpu=False)
     assert runner.cluster_class is None and "resources" not in runner.cluster_kwargs
+    runner = fc.task_runner_for(ClusterParams(address="tcp://127.0.0.1:8786"), gpu=True)
+    assert runner.address == "tcp://127.0.0.1:8786" and runner.cluster_class is None
+
+
+def test_one_worker_per_gpu_uses_dask_cuda_where_installed(monkeypatch) -> None:
+    """dask-cuda cannot run without GPUs: a stand-in module records what it is given."""
+    import importlib.util
+    import types
+
+    made = {}
+
+    class LocalCUDACluster:
+        def __init__(self, **kwargs) -> None:
+            made.update(kwargs)
+
+    fake = types.ModuleType("dask_cuda")
+    fake.LocalCUDACluster = LocalCUDACluster
+    monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "dask_cuda" else real_find_spec(name, *a),
+    )
+    cluster = local_cluster(gpus=["3", "5"], threads_per_worker=2)
+    assert isinstance(cluster, LocalCUDACluster)
+    assert made["CUDA_VISIBLE_DEVICES"] == "3,5" and made["n_workers"] == 2
+    assert made["threads_per_worker"] == 2 and made["resources"] == {"GPU": 1}
+    assert made["host"] == "127.0.0.1" and made["dashboard_address"] is None
 
 
 def test_gpu_cluster_refuses_localcluster_only_options() -> None:
