@@ -322,8 +322,10 @@ def resolve_checkpoint(
     cache_dir: str | os.PathLike | None = None,
 ) -> ResolvedCheckpoint:
     """``models:/<name>@<alias>`` -> the registry's file (downloaded), else ``fallback``;
-    a file or preset name -> itself. Raises ``FileNotFoundError`` when nothing is usable."""
-    from pipelines.models import checkpoint_id
+    a file or preset name -> itself (:func:`segrefiner.checkpoint.resolve_checkpoint`, the
+    library's resolver, decides which and hashes the file). Raises ``FileNotFoundError``
+    when nothing is usable."""
+    from segrefiner.checkpoint import resolve_checkpoint as resolve_local
 
     if spec.startswith("models:/"):
         name, _, alias = spec.removeprefix("models:/").partition("@")
@@ -339,18 +341,17 @@ def resolve_checkpoint(
             folder = cache_dir or load_settings().state_dir / "registry-cache"
             path = tracker.download_version(version, folder)
             source = f"registry:{name}@{alias or CHAMPION} v{version.version}"
-            return ResolvedCheckpoint(str(path), source, checkpoint_id(path))
+            return ResolvedCheckpoint(str(path), source, resolve_local(path).ident)
         if fallback is None:
             raise FileNotFoundError(f"{spec}: no such registered model/alias and no fallback")
         log.info("%s: not in the registry; using %s", spec, fallback)
         spec, origin = fallback, "fallback"
     else:
         origin = "file"
-    sha = checkpoint_id(spec)  # raises FileNotFoundError for a missing file
-    if sha.startswith("preset:") and origin == "file":
+    local = resolve_local(spec)  # CheckpointNotFoundError (a FileNotFoundError) when missing
+    if local.kind == "preset" and origin == "file":
         origin = "preset"
-    path = spec if sha.startswith("preset:") else str(Path(spec).resolve())
-    return ResolvedCheckpoint(path, origin, sha)
+    return ResolvedCheckpoint(local.path, origin, local.ident)
 
 
 # --------------------------------------------------------------------------- training

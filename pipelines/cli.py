@@ -93,12 +93,9 @@ def _config(args: argparse.Namespace):
 
 
 def _checkpoint_exists(checkpoint: str) -> None:
-    from segrefiner.model import PRESETS
+    from segrefiner.checkpoint import resolve_checkpoint
 
-    if checkpoint not in PRESETS and not Path(checkpoint).is_file():
-        raise InputError(
-            f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
-        )
+    resolve_checkpoint(checkpoint)  # a missing file is named (with the presets) before any work
 
 
 class _ShardBar:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
-from segrefiner.checkpoint import load_checkpoint
+from segrefiner.checkpoint import load_for_inference, resolve_checkpoint
 from segrefiner.inference import InferenceConfig
-from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
+from segrefiner.inference.score import ScoreCalibration
 from segrefiner.io import file_sha256
-from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, build_unet
+from segrefiner.model import DenoiseUNet
 
 __all__ = ["checkpoint_id", "file_sha256", "load_cached_model"]
 
@@ -22,14 +21,12 @@ _LOCK = threading.Lock()
 _MODELS: dict[
     tuple[str, str], tuple[DenoiseUNet, InferenceConfig, dict[str, ScoreCalibration]]
 ] = {}
-MODES = ("instance", "semantic")
 
 
 def checkpoint_id(checkpoint: str | os.PathLike) -> str:
-    """``preset:<name>`` for a preset (random weights), else ``sha256:<hex>`` of the file."""
-    if isinstance(checkpoint, str) and checkpoint in PRESETS and not Path(checkpoint).exists():
-        return f"preset:{checkpoint}"
-    return f"sha256:{file_sha256(checkpoint)}"
+    """``preset:<name>`` for a preset (random weights), else ``sha256:<hex>`` of the file
+    (:func:`segrefiner.checkpoint.resolve_checkpoint`)."""
+    return resolve_checkpoint(checkpoint).ident
 
 
 def load_cached_model(
@@ -37,18 +34,11 @@ def load_cached_model(
 ) -> tuple[DenoiseUNet, InferenceConfig, dict[str, ScoreCalibration]]:
     """The network of ``checkpoint`` on ``device``, its saved inference settings and its
     refinement-score calibration per path ("instance", "semantic"), loaded once per process and
-    content hash. Presets are seeded with 0 so every worker builds the same random network."""
-    ident = checkpoint_id(checkpoint)
-    key = (ident, device)
+    content hash (:func:`segrefiner.checkpoint.load_for_inference`)."""
+    source = resolve_checkpoint(checkpoint)
+    key = (source.ident, device)
     with _LOCK:
         if key not in _MODELS:
-            if ident.startswith("preset:"):
-                model = build_unet(str(checkpoint), seed=PRESET_SEED)
-                meta: dict = {}
-            else:
-                model, meta = load_checkpoint(checkpoint)
-            saved = meta.get("inference")
-            config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
-            calibrations = {mode: calibration_from_meta(meta, mode) for mode in MODES}
-            _MODELS[key] = (model.to(device).eval(), config, calibrations)
+            loaded = load_for_inference(source)
+            _MODELS[key] = (loaded.model.to(device).eval(), loaded.inference, loaded.calibrations)
         return _MODELS[key]

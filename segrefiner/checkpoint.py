@@ -17,6 +17,12 @@ refinement path, ``"lr"`` (instances, ``checkpoints/segrefiner_lr_real.pt``) and
 :data:`DEFAULT_CHECKPOINTS`. The folder is the repository's ``checkpoints/``, or the one named by
 the environment variable ``SEGREFINER_CHECKPOINTS``. A kind whose file is not there (not shipped
 yet, or not installed) raises :class:`CheckpointError` saying what to pass instead.
+
+What a checkpoint argument names is decided in one place, :func:`resolve_checkpoint`: the
+shipped default of a path, a preset, or a file with its content hash (cached by path, size and
+mtime). :func:`load_for_inference` turns that into the network, its saved inference settings
+and its refinement-score calibrations. The model registry (``models:/name@alias``) lives in the
+flows layer, which resolves a registry URI to a file and hands that file to this resolver.
 """
 
 from __future__ import annotations
@@ -24,16 +30,21 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from segrefiner import __version__
 from segrefiner.device import resolve_device
-from segrefiner.errors import CheckpointError, InputError
-from segrefiner.io import atomic_path
+from segrefiner.errors import CheckpointError, CheckpointNotFoundError, InputError
+from segrefiner.io import atomic_path, file_sha256
 from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, UNetConfig, build_unet
+
+if TYPE_CHECKING:
+    from segrefiner.inference.config import InferenceConfig
+    from segrefiner.inference.score import ScoreCalibration
 
 FORMAT = "segrefiner"
 FORMAT_VERSION = 1
@@ -82,6 +93,101 @@ def default_checkpoint(path_kind: Literal["lr", "hr"]) -> Path:
             f"command line), e.g. the released official {OFFICIAL_CHECKPOINTS[path_kind]}"
         )
     return path
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a checkpoint argument names (:func:`resolve_checkpoint`).
+
+    ``kind``: ``"preset"`` (a network with fixed random weights) or ``"file"``; ``path``: the
+    preset's name or the file's absolute path; ``ident``: ``"preset:<name>"`` or
+    ``"sha256:<hex>"`` of the file's bytes, the identity run fingerprints and caches use;
+    ``default``: it is the shipped model of its refinement path.
+    """
+
+    kind: Literal["preset", "file"]
+    path: str
+    ident: str
+    default: bool = False
+
+    @property
+    def sha256(self) -> str | None:
+        """The file's hex SHA-256 (``None`` for a preset)."""
+        return self.ident.removeprefix("sha256:") if self.kind == "file" else None
+
+
+def is_preset(spec: object) -> bool:
+    """``spec`` is a preset name and no file of that name exists here (a file wins)."""
+    return isinstance(spec, str) and spec in PRESETS and not Path(spec).exists()
+
+
+def resolve_checkpoint(
+    spec: str | os.PathLike | ModelSource | None,
+    path_kind: Literal["lr", "hr"] | None = None,
+) -> ModelSource:
+    """The one place that decides what a checkpoint argument names.
+
+    ``None``: the shipped model of ``path_kind`` (:func:`default_checkpoint`; it raises
+    :class:`CheckpointError` when that file is missing). A preset name for which no file of
+    that name exists: the preset. Anything else: a file, resolved to an absolute path, with
+    its SHA-256 (cached per process by path, size and mtime). A missing file raises
+    :class:`~segrefiner.errors.CheckpointNotFoundError` (also a ``FileNotFoundError``) naming
+    it and the presets. A :class:`ModelSource` is returned as it is.
+    """
+    if isinstance(spec, ModelSource):
+        return spec
+    default = spec is None
+    if spec is None:
+        if path_kind is None:
+            raise InputError(
+                "resolve_checkpoint: no checkpoint given and no path kind for a default"
+            )
+        spec = default_checkpoint(path_kind)
+    elif not isinstance(spec, str | os.PathLike):
+        raise InputError(
+            f"expected a checkpoint path or a preset name ({', '.join(PRESETS)}), got {spec!r}"
+        )
+    if is_preset(spec):
+        return ModelSource("preset", str(spec), f"preset:{spec}")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"{spec}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
+        )
+    path = path.resolve()
+    return ModelSource("file", str(path), f"sha256:{file_sha256(path)}", default=default)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready for inference with what its checkpoint says about running it."""
+
+    model: DenoiseUNet
+    inference: InferenceConfig
+    calibrations: dict[str, ScoreCalibration] = field(repr=False)
+    source: ModelSource
+
+
+def load_for_inference(
+    spec: str | os.PathLike | ModelSource | None,
+    path_kind: Literal["lr", "hr"] | None = None,
+) -> LoadedModel:
+    """Resolve ``spec`` (:func:`resolve_checkpoint`) and load it on the CPU in eval mode:
+    the network, its saved inference settings (``meta["inference"]``, else the official
+    defaults) and its score calibration per path ("instance", "semantic"; the built-in
+    default where it carries none). Presets are built from :data:`PRESET_SEED`."""
+    from segrefiner.inference.config import InferenceConfig
+    from segrefiner.inference.score import calibration_from_meta
+
+    source = resolve_checkpoint(spec, path_kind)
+    if source.kind == "preset":
+        model, meta = build_unet(source.path, seed=PRESET_SEED), {}
+    else:
+        model, meta = load_checkpoint(source.path)
+    saved = meta.get("inference")
+    inference = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
+    calibrations = {mode: calibration_from_meta(meta, mode) for mode in ("instance", "semantic")}
+    return LoadedModel(model.eval(), inference, calibrations, source)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -232,21 +338,13 @@ def load_model(
     (randomly initialised; for tests and benchmarks). The model's forward is
     ``(x: float (B, 4, H, W), t: long (B,)) -> logits (B, 1, H, W)``.
     """
-    if path_or_preset is None or not isinstance(path_or_preset, str | os.PathLike):
+    if not isinstance(path_or_preset, str | os.PathLike):
         raise InputError(
             f"load_model: expected a checkpoint path or a preset name "
             f"({', '.join(PRESETS)}), got {path_or_preset!r}"
         )
     resolve_device(device)  # before any loading: a bad device is named first
-    if (
-        isinstance(path_or_preset, str)
-        and path_or_preset in PRESETS
-        and not Path(path_or_preset).exists()
-    ):
-        model = build_unet(path_or_preset, seed=PRESET_SEED).eval()
-    else:
-        model, _ = load_checkpoint(path_or_preset)
-    return model.to(resolve_device(device))
+    return load_for_inference(path_or_preset).model.to(resolve_device(device))
 
 
 def save_checkpoint(

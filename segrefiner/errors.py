@@ -15,5 +15,9 @@ class CheckpointError(SegRefinerError, ValueError):
     """A file that is not a usable checkpoint, or weights that do not fit the model."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint argument that names neither an existing file nor a preset."""
+
+
 class TrainingError(SegRefinerError, RuntimeError):
     """Training cannot go on: e.g. a non-finite loss or gradient (nothing is saved from it)."""

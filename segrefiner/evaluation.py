@@ -541,10 +541,12 @@ def calibration_provenance(
     rows: int,
 ) -> dict[str, Any]:
     """What a calibration was fitted on (its ``fitted_on`` record)."""
-    path = Path(checkpoint)
+    from segrefiner.checkpoint import resolve_checkpoint
+
+    source = resolve_checkpoint(checkpoint)
     return {
-        "checkpoint": path.name,
-        "checkpoint_sha256": io.file_sha256(path) if path.is_file() else None,
+        "checkpoint": Path(source.path).name,
+        "checkpoint_sha256": source.sha256,
         "annotations": str(annotations),
         "seeds": list(seeds),
         "kinds": list(kinds),

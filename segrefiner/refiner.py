@@ -17,22 +17,21 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from segrefiner.checkpoint import load_checkpoint
+from segrefiner.checkpoint import ModelSource, load_for_inference
 from segrefiner.device import resolve_device
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference.config import InferenceConfig
 from segrefiner.inference.instance import FinishedInstances, refine_instances
 from segrefiner.inference.preprocess import check_image, check_masks
-from segrefiner.inference.score import ScoreCalibration, calibration_from_meta
+from segrefiner.inference.score import ScoreCalibration
 from segrefiner.inference.seeding import item_generator
 from segrefiner.inference.semantic import refine_semantic
-from segrefiner.model import PRESET_SEED, PRESETS, DenoiseUNet, build_unet
+from segrefiner.model import DenoiseUNet
 
 
 class Refiner:
@@ -52,6 +51,8 @@ class Refiner:
         calibrations: dict[str, ScoreCalibration] | None = None,
     ):
         self.device = resolve_device(device)
+        # what it was loaded from (:meth:`from_checkpoint`), e.g. for a run's fingerprint
+        self.source: ModelSource | None = None
         # the score's calibration per path ("instance", "semantic"); missing: the default
         self.calibrations = dict(calibrations or {})
         self.model = model.to(self.device).eval()
@@ -77,22 +78,17 @@ class Refiner:
         A checkpoint of this project may carry inference settings (``meta["inference"]``, e.g.
         a demo model trained at another ``model_size``); an explicit ``config`` wins.
         """
-        if (
-            isinstance(path_or_preset, str)
-            and path_or_preset in PRESETS
-            and not Path(path_or_preset).exists()
-        ):
-            model = build_unet(path_or_preset, seed=PRESET_SEED)
-            meta: dict = {}
-        else:
-            model, meta = load_checkpoint(path_or_preset)
-        saved = meta.get("inference")
-        if config is None:
-            config = InferenceConfig.from_dict(saved) if saved else InferenceConfig()
-        calibrations = {
-            mode: calibration_from_meta(meta, mode) for mode in ("instance", "semantic")
-        }
-        return cls(model, device=device, seed=seed, config=config, calibrations=calibrations)
+        resolve_device(device)  # a bad device is named before anything loads
+        loaded = load_for_inference(path_or_preset)
+        refiner = cls(
+            loaded.model,
+            device=device,
+            seed=seed,
+            config=config or loaded.inference,
+            calibrations=loaded.calibrations,
+        )
+        refiner.source = loaded.source
+        return refiner
 
     def _generators(self, keys: Sequence[object]) -> list[torch.Generator]:
         # A tuple key is the item's identity in parts, e.g. ("coco", image_id, index), the same

@@ -109,19 +109,13 @@ def _build_refiner(args: argparse.Namespace):
     # torch is imported here, not at module level, so `segrefiner --help` stays fast.
     import torch
 
-    from segrefiner.checkpoint import default_checkpoint
-    from segrefiner.model import PRESETS
+    from segrefiner.checkpoint import resolve_checkpoint
     from segrefiner.refiner import Refiner
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    checkpoint = args.checkpoint
-    if checkpoint is None:  # CheckpointError when the mode has no shipped model yet
-        checkpoint = str(default_checkpoint("lr" if args.mode == "instance" else "hr"))
-    if checkpoint not in PRESETS and not Path(checkpoint).is_file():
-        raise InputError(
-            f"{checkpoint}: checkpoint file not found (nor a preset: {sorted(PRESETS)})"
-        )
-    refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=args.seed)
+    # No --checkpoint: the mode's shipped model (CheckpointError when there is none yet).
+    source = resolve_checkpoint(args.checkpoint, "lr" if args.mode == "instance" else "hr")
+    refiner = Refiner.from_checkpoint(source, device=device, seed=args.seed)
     changes = {"guard": args.guard}
     if args.model_size is not None:
         changes["model_size"] = args.model_size
@@ -132,7 +126,7 @@ def _build_refiner(args: argparse.Namespace):
         config=refiner.config.replace(**changes),  # validated here (e.g. the guard's range)
         calibrations=refiner.calibrations,
     )
-    refiner.checkpoint = checkpoint  # for the folder form's fingerprint
+    refiner.source = source  # for the folder form's fingerprint
     return refiner
 
 
@@ -212,14 +206,7 @@ def _fingerprint(refiner, mode: str) -> dict:
     """What the folder's outputs depend on besides their inputs."""
     import dataclasses
 
-    from segrefiner.io import file_sha256
-
-    checkpoint = getattr(refiner, "checkpoint", None)
-    model = (
-        f"sha256:{file_sha256(checkpoint)}"
-        if checkpoint is not None and Path(checkpoint).is_file()
-        else f"preset:{checkpoint}"
-    )
+    model = refiner.source.ident if refiner.source is not None else "preset:None"
     inference = dataclasses.asdict(refiner.config)
     if inference["guard"] is None:  # absent when off: folders from before the guard still match
         del inference["guard"]
