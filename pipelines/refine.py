@@ -13,9 +13,10 @@ import torch
 
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.stores import MaskStore
-from segrefiner.diffusion import AutocastDenoiser, DiscreteDiffusion, PaddedBatches
+from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig
+from segrefiner.inference.runtime import AutocastDenoiser, PaddedBatches
 from segrefiner.inference.score import ScoreCalibration
 
 log = logging.getLogger(__name__)

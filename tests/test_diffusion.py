@@ -120,7 +120,7 @@ def test_noise_drawn_up_front_equals_step_by_step_noise() -> None:
 
 
 def test_padded_batches_show_few_shapes_and_keep_outputs() -> None:
-    from segrefiner.diffusion import PaddedBatches
+    from segrefiner.inference.runtime import PaddedBatches
 
     seen = []
 

@@ -102,7 +102,7 @@ def test_out_of_memory_halves_the_batch_then_fails_only_the_image_that_does_not_
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile imports torch.jit
 def test_compiled_setup_pads_batches() -> None:
     from pipelines.refine import RefineConfig, inference_setup
-    from segrefiner.diffusion import AutocastDenoiser, PaddedBatches
+    from segrefiner.inference.runtime import AutocastDenoiser, PaddedBatches
 
     denoiser = inference_setup(
         RefineConfig("tiny", compile=True, bf16=True, batch_size=16, pack_images=2)
