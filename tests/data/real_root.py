@@ -46,7 +46,12 @@ def write_real_root(root: Path, images_per_split: int = 2) -> Path:
             images.append({"id": image_id, "file_name": name, "height": HEIGHT, "width": WIDTH})
             for category_id, m in zip((1, 2), masks):
                 rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-                bbox = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+                bbox = [
+                    int(cols[0]),
+                    int(rows[0]),
+                    int(cols[-1] - cols[0] + 1),
+                    int(rows[-1] - rows[0] + 1),
+                ]
                 annotations.append(
                     {"id": ann_id, "image_id": image_id, "category_id": category_id,
                      "segmentation": rle.encode(m), "area": int(m.sum()), "bbox": bbox,

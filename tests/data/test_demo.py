@@ -13,15 +13,9 @@ import pytest
 
 from segrefiner import io, rle
 from segrefiner.cli import main
-from segrefiner.data import shapes
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
-from segrefiner.data.demo import (
-    FILES,
-    SCALES,
-    _segmentation,
-    coarse_instance_mask,
-    generate_demo,
-)
+from segrefiner.data.demo import FILES, SCALES, coarse_instance_mask, generate_demo, shapes
+from segrefiner.data.demo.common import _segmentation
 from segrefiner.data.lvis import load_lvis
 from segrefiner.errors import InputError
 
