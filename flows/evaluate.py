@@ -16,12 +16,13 @@ from prefect import flow
 
 from flows import coco, hr
 from flows.caching import content_key
+from flows.checkpoints import ResolvedCheckpoint
 from flows.cluster import on_cluster, submit
 from flows.params import EvaluateParams, GroundTruth
 from flows.refine import finish_run
 from flows.reports import write_csv
 from flows.tasks import absolute
-from flows.tracking import ResolvedCheckpoint, run_name, tracked_run
+from flows.tracking import run_name, tracked_run
 from pipelines.models import checkpoint_id
 
 __all__ = ["evaluate"]

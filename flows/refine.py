@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 
 from flows import coco, hr
 from flows.caching import content_key
+from flows.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from flows.cluster import on_cluster, submit
 from flows.params import (
     GroundTruth,
@@ -36,14 +37,7 @@ from flows.reports import (
     write_csv,
 )
 from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
-from flows.tracking import (
-    NullRun,
-    ResolvedCheckpoint,
-    TrackedRun,
-    resolve_checkpoint,
-    run_name,
-    tracked_run,
-)
+from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.refine_hr import file_digest_of_listing
 from segrefiner.data.folders import SampleRecord
 from segrefiner.model import PRESETS

@@ -1,8 +1,8 @@
 """The MLflow adapter: runs, params, metrics, artifacts and the model registry, in one place.
 
-Flows talk to MLflow only through this module; the library reports through callbacks
-(:class:`MlflowTrainingCallback` implements the training loop's
-:class:`segrefiner.training.callbacks.Callback`). Everything goes through an explicit
+Flows talk to MLflow only through this module and its two neighbours: :mod:`flows.checkpoints`
+(checkpoint specs, registry URIs included, made concrete) and :mod:`flows.training_log` (the
+training loop's :class:`segrefiner.training.callbacks.Callback` logging here). Everything goes through an explicit
 :class:`mlflow.MlflowClient` and run ids, never MLflow's global "active run", so several runs can
 be open in one process (the re-evaluation flow logs one run per item).
 
@@ -23,32 +23,24 @@ The tracking URI is ``MLFLOW_TRACKING_URI`` (set for every spawned process by
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segrefiner.config import flatten
-from segrefiner.training.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CHAMPION",
-    "MlflowTrainingCallback",
     "NullRun",
-    "ResolvedCheckpoint",
     "TrackedRun",
     "Tracker",
-    "follow_jsonl",
     "prefect_tags",
-    "resolve_checkpoint",
     "run_name",
     "short_checkpoint",
     "tracked_run",
@@ -300,129 +292,6 @@ class Tracker:
             chosen.replace(final)
         log.info("champion %s v%s (%s) -> %s", version.name, version.version, sha, final)
         return final
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-@dataclass(frozen=True)
-class ResolvedCheckpoint:
-    """A checkpoint spec made concrete: a file (or preset) and where it came from."""
-
-    path: str
-    source: str  # "file", "preset", "registry:<name>@<alias> v<n>", "fallback"
-    sha: str  # checkpoint_id: "sha256:<hex>" or "preset:<name>"
-
-
-def resolve_checkpoint(
-    spec: str,
-    fallback: str | None = None,
-    *,
-    tracker_factory: Callable[[], Tracker] | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> ResolvedCheckpoint:
-    """``models:/<name>@<alias>`` -> the registry's file (downloaded), else ``fallback``;
-    a file or preset name -> itself (:func:`segrefiner.checkpoint.resolve_checkpoint`, the
-    library's resolver, decides which and hashes the file). Raises ``FileNotFoundError``
-    when nothing is usable."""
-    from segrefiner.checkpoint import resolve_checkpoint as resolve_local
-
-    if spec.startswith("models:/"):
-        name, _, alias = spec.removeprefix("models:/").partition("@")
-        version = None
-        try:
-            tracker = (tracker_factory or Tracker)()
-            version = tracker.champion(name, alias or CHAMPION)
-        except Exception as exc:  # registry unreachable: the fallback is the documented answer
-            log.warning("model registry not available (%s); using the fallback", exc)
-        if version is not None:
-            from flows.settings import load_settings
-
-            folder = cache_dir or load_settings().state_dir / "registry-cache"
-            path = tracker.download_version(version, folder)
-            source = f"registry:{name}@{alias or CHAMPION} v{version.version}"
-            return ResolvedCheckpoint(str(path), source, resolve_local(path).ident)
-        if fallback is None:
-            raise FileNotFoundError(f"{spec}: no such registered model/alias and no fallback")
-        log.info("%s: not in the registry; using %s", spec, fallback)
-        spec, origin = fallback, "fallback"
-    else:
-        origin = "file"
-    local = resolve_local(spec)  # CheckpointNotFoundError (a FileNotFoundError) when missing
-    if local.kind == "preset" and origin == "file":
-        origin = "preset"
-    return ResolvedCheckpoint(local.path, origin, local.ident)
-
-
-# --------------------------------------------------------------------------- training
-
-
-class MlflowTrainingCallback(Callback):
-    """The training loop's callback logging to an MLflow run: params at the start, curves
-    ``train/<metric>`` per logged step, checkpoints as tags, final metrics at the end."""
-
-    def __init__(self, run: TrackedRun) -> None:
-        self.run = run
-        self.last_step = -1
-
-    def on_train_start(self, info: Mapping[str, Any]) -> None:
-        self.run.set_tags({k: v for k, v in info.items() if not isinstance(v, dict)})
-
-    def on_log(self, step: int, metrics: Mapping[str, float]) -> None:
-        if step <= self.last_step:
-            return  # a resumed run replays nothing twice
-        self.last_step = step
-        self.run.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
-
-    def on_checkpoint(self, step: int, path: str) -> None:
-        self.run.set_tags({"last_checkpoint": path, "last_checkpoint_step": step})
-
-    def on_train_end(self, result: Mapping[str, Any]) -> None:
-        metrics = result.get("metrics") or {}
-        self.run.log_metrics({f"final/{k}": v for k, v in metrics.items()})
-
-
-def follow_jsonl(
-    path: str | os.PathLike,
-    callback: Callback,
-    stop: threading.Event,
-    interval: float = 5.0,
-) -> threading.Thread:
-    """Feed ``{"step": ..., **metrics}`` lines appended to ``path`` to ``callback.on_log``
-    until ``stop`` is set (then once more); for training that runs in another process."""
-
-    def read_new(offset: int) -> int:
-        try:
-            if os.path.getsize(path) < offset:
-                offset = 0  # rewritten by a resumed run; steps already seen are skipped
-            with open(path, encoding="utf-8") as fh:
-                fh.seek(offset)
-                while True:
-                    line = fh.readline()
-                    if not line.endswith("\n"):
-                        return offset  # an unfinished line: read it next time
-                    offset = fh.tell()
-                    try:
-                        record = json.loads(line)
-                        step = int(record.pop("step"))
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                    callback.on_log(step, record)
-        except FileNotFoundError:
-            return offset
-        except OSError as exc:
-            log.warning("reading %s: %s", path, exc)
-            return offset
-
-    def loop() -> None:
-        offset = 0
-        while not stop.wait(interval):
-            offset = read_new(offset)
-        read_new(offset)
-
-    thread = threading.Thread(target=loop, name="follow-training-metrics", daemon=True)
-    thread.start()
-    return thread
 
 
 class NullRun:

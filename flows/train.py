@@ -23,7 +23,8 @@ from flows.caching import content_key, keyed
 from flows.cluster import gpu_annotation, on_cluster, submit
 from flows.params import TrainParams
 from flows.tasks import absolute, artifact_key
-from flows.tracking import MlflowTrainingCallback, Tracker, follow_jsonl, tracked_run
+from flows.tracking import Tracker, tracked_run
+from flows.training_log import MlflowTrainingCallback, follow_jsonl
 from pipelines.train import train_stage
 from segrefiner.errors import InputError
 from segrefiner.training.config import TrainConfig, load_train_config
