@@ -10,13 +10,14 @@ official file, else the shipped default, else the last resort).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.refine import RefineConfig
+from pipelines.refine import COMPILE_MODES, RefineConfig
 from segrefiner.checkpoint import default_checkpoint_path
 
 __all__ = [
@@ -110,9 +111,7 @@ class RefineParams(_Params):
     bf16: bool = False
     channels_last: bool = Field(False, description="NHWC convolutions (tensor cores)")
     compile: bool = Field(False, description="torch.compile the network")
-    compile_mode: (
-        Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None
-    ) = None
+    compile_mode: Literal[COMPILE_MODES] | None = None  # type: ignore[valid-type]
     write_store: bool = Field(True, description="also keep refined masks in the zarr store")
     pack_images: int = Field(4, ge=1, description="HR: images whose patches share batches")
     guard: float | None = Field(
@@ -124,21 +123,11 @@ class RefineParams(_Params):
     )
 
     def config(self, checkpoint_path: str) -> RefineConfig:
-        """The stage config for a resolved checkpoint file (or preset)."""
-        return RefineConfig(
-            checkpoint=checkpoint_path,
-            seed=self.seed,
-            device=self.device,
-            batch_size=self.batch_size,
-            model_size=self.model_size,
-            bf16=self.bf16,
-            channels_last=self.channels_last,
-            compile=self.compile,
-            compile_mode=self.compile_mode,
-            write_store=self.write_store,
-            pack_images=self.pack_images,
-            guard=self.guard,
-        )
+        """The stage config for a resolved checkpoint file (or preset): every field of
+        :class:`~pipelines.refine.RefineConfig` but the checkpoint comes from the field of the
+        same name here (a test holds the two to the same names and defaults)."""
+        shared = {f.name for f in dataclasses.fields(RefineConfig)} - {"checkpoint"}
+        return RefineConfig(checkpoint=checkpoint_path, **self.model_dump(include=shared))
 
 
 class ReportParams(_Params):
