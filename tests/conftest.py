@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -16,6 +18,30 @@ ASSETS = Path(__file__).parent / "assets"
 # machine, OpenMP's spinning threads slow everything several-fold. One thread keeps the suite's
 # time predictable.
 torch.set_num_threads(1)
+
+# The suite starts many Python processes (test workers, CLI runs, Dask workers, torchrun): let
+# them cache compiled modules (in the ignored __pycache__ folders) even where the environment
+# turns that off, instead of each compiling the whole project again.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep tests that share an expensive session fixture on one xdist worker (``make test``
+    runs ``-n 2 --dist loadgroup``), so it is built once.
+
+    The flow tests share one temporary Prefect server per worker (tens of seconds to start) and
+    fixed service ports; grouped, only one worker starts a server and the ports never clash.
+    The tests of the official network share its 118.6 M golden weights (seconds to draw).
+    Without xdist the marks do nothing.
+    """
+    flows = Path(__file__).parent / "flows"
+    for item in items:
+        if flows in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.xdist_group("flows"))
+        elif {"official_model", "golden_weights"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("official"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ kept in pytest's cache folder and copied for each test.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,8 @@ def mlflow_template(
     folder = Path(cache.mkdir(name)) if cache else tmp_path_factory.mktemp(name)
     template = folder / "template.db"
     if not template.is_file():
-        building = folder / "building.db"
+        # Unique per process: parallel test workers may build it at the same time.
+        building = folder / f"building-{os.getpid()}.db"
         building.unlink(missing_ok=True)
         MlflowClient(f"sqlite:///{building}").search_experiments()  # runs the migrations
         building.replace(template)
