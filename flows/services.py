@@ -133,7 +133,8 @@ def _cmdline(pid: int) -> str | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    # Empty while the process is being set up or torn down: unknown, not "another program".
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip() or None
 
 
 def _alive(pid: int) -> bool:

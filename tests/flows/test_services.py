@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flows import services
 from flows.services import Service, pid_file, read_pid, service_specs, start, stop
 from flows.settings import ServiceSettings
 
@@ -62,7 +63,12 @@ def test_start_writes_pid_file_reuses_and_stop_removes(settings):
     service = _sleeper("sleeper")
     pid = start(settings, service, say=lambda _: None)
     try:
-        assert read_pid(settings, service) == pid
+        found = read_pid(settings, service)
+        assert found == pid, (  # what the process looked like, should it ever fail
+            services._state(pid),
+            services._cmdline(pid),
+            (settings.log_dir / "sleeper.log").read_text(),
+        )
         assert start(settings, service, say=lambda _: None) == pid  # reused, not restarted
         assert (settings.log_dir / "sleeper.log").is_file()
     finally:
