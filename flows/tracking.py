@@ -1,10 +1,10 @@
 """The MLflow adapter: runs, params, metrics, artifacts and the model registry, in one place.
 
-Flows talk to MLflow only through this module and its two neighbours: :mod:`flows.checkpoints`
+Flows talk to MLflow only through this module and its two neighbours, :mod:`flows.checkpoints`
 (checkpoint specs, registry URIs included, made concrete) and :mod:`flows.training_log` (the
-training loop's :class:`segrefiner.training.callbacks.Callback` logging here). Everything goes through an explicit
-:class:`mlflow.MlflowClient` and run ids, never MLflow's global "active run", so several runs can
-be open in one process (the re-evaluation flow logs one run per item).
+training loop's :class:`segrefiner.training.callbacks.Callback` logging here). Everything goes
+through an explicit :class:`mlflow.MlflowClient` and run ids, never MLflow's global "active
+run", so several runs can be open in one process (the re-evaluation flow logs one run per item).
 
 Conventions:
 

@@ -68,12 +68,13 @@ class Refiner:
     @classmethod
     def from_checkpoint(
         cls,
-        path_or_preset: str | os.PathLike,
+        path_or_preset: str | os.PathLike | ModelSource,
         device: str | torch.device = "cpu",
         seed: int | None = None,
         config: InferenceConfig | None = None,
     ) -> Refiner:
-        """Build from a checkpoint file (official or this project's) or a preset name.
+        """Build from a checkpoint file (official or this project's), a preset name, or what
+        :func:`~segrefiner.checkpoint.resolve_checkpoint` made of either.
 
         A checkpoint of this project may carry inference settings (``meta["inference"]``, e.g.
         a demo model trained at another ``model_size``); an explicit ``config`` wins.

@@ -206,7 +206,7 @@ def _fingerprint(refiner, mode: str) -> dict:
     """What the folder's outputs depend on besides their inputs."""
     import dataclasses
 
-    model = refiner.source.ident if refiner.source is not None else "preset:None"
+    model = refiner.source.ident  # set by _build_refiner
     inference = dataclasses.asdict(refiner.config)
     if inference["guard"] is None:  # absent when off: folders from before the guard still match
         del inference["guard"]

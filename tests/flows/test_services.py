@@ -112,6 +112,23 @@ def test_stale_or_reused_pid_files_are_not_trusted(settings):
     assert read_pid(settings, service) is None
 
 
+def test_an_empty_command_line_is_unknown_not_a_stranger(settings, monkeypatch):
+    """/proc/<pid>/cmdline is empty while a process is being set up or torn down: the live pid
+    of the pid file is trusted then, as when the command line cannot be read at all."""
+    import os
+
+    service = _sleeper("starting")
+    settings.pid_dir.mkdir(parents=True)
+    pid_file(settings, "starting").write_text(f"{os.getpid()}\n")
+    assert read_pid(settings, service) is None  # our own command line: not the service
+    real = Path.read_bytes
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda self: b"" if self.name == "cmdline" else real(self)
+    )
+    assert services._cmdline(os.getpid()) is None
+    assert read_pid(settings, service) == os.getpid()
+
+
 def test_a_stranger_on_the_port_is_not_taken_for_our_server(settings):
     import http.server
     import threading
