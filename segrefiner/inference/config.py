@@ -14,6 +14,8 @@ IMAGE_STD = (58.395, 57.12, 57.375)
 # Largest network input / patch side accepted: 8x the official 256 (one 2048 x 2048 input of the
 # official network already needs tens of GB); larger values are typos, not settings.
 MAX_SIDE = 2048
+# What the HR path's local step refines (InferenceConfig.local_mask); the first is official.
+LOCAL_MASKS = ("global", "coarse")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class InferenceConfig:
     fine_prob_thr: float = 0.9  # patches centre on points with fine_prob < thr * max(fine_prob)
     iou_thr: float = 0.3  # NMS threshold between patch boxes
     min_foreground: int = 128  # coarse masks with at most this many pixels give an empty mask
+    # The mask the local patches refine and that pixels no patch covers keep. "global"
+    # (official): the global pass's output resized back (nearest), a staircase of blocks of
+    # image side / model_size pixels. "coarse" (not official): the coarse mask at native
+    # resolution, the global pass only placing the patches.
+    local_mask: str = "global"
     # not official: keep the coarse mask of an item whose refinement score (the predicted IoU
     # change, a fraction; see segrefiner.inference.score) is below this; None: off
     guard: float | None = None
@@ -59,6 +66,10 @@ class InferenceConfig:
             raise InputError(
                 f"guard: expected a predicted IoU change in [-1, 1] (e.g. 0.0) or None, "
                 f"got {self.guard!r}"
+            )
+        if self.local_mask not in LOCAL_MASKS:
+            raise InputError(
+                f"local_mask: expected one of {list(LOCAL_MASKS)}, got {self.local_mask!r}"
             )
         for name, value in (("fine_prob_thr", self.fine_prob_thr), ("iou_thr", self.iou_thr)):
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:

@@ -8,6 +8,11 @@
 3. Local: one step at t = 0 on each patch (image + global-mask patch), in bounded batches.
 4. Stitch: overlapping patch probabilities are averaged; uncovered pixels keep ``global_mask``.
 
+With ``InferenceConfig.local_mask == "coarse"`` (not official) steps 2-4 take the coarse mask
+at native resolution in place of ``global_mask``: the global pass only says where to look, and
+its resampling staircase (blocks of image side / ``model_size`` pixels) never reaches the
+output.
+
 Each result also gets its refinement score (:mod:`segrefiner.inference.score`), from the final
 probability (patch means where covered, the global pass's elsewhere) and the global pass's
 accumulated fine probability over the coarse mask's box padded by ``pad_width``; with
@@ -309,6 +314,8 @@ def refine_semantic_group(
                 gens[start:stop] if all(seeded) else None,
                 config.model_size,
             )
+        if config.local_mask == "coarse":  # the global pass only places the patches
+            passes = [(c, fine, c) for (_, fine, _), c in zip(passes, coarses, strict=True)]
         accumulators, work = [], []
         for j, (global_mask, fine_prob, _) in enumerate(passes):
             height, width = global_mask.shape

@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from segrefiner import Refiner
+from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.inference import InferenceConfig
-from segrefiner.inference.semantic import mixed_boxes, nms_boxes, propose_patches, stitch_patches
+from segrefiner.inference.semantic import (
+    mixed_boxes,
+    nms_boxes,
+    propose_patches,
+    refine_semantic,
+    stitch_patches,
+)
 from tests.conftest import blob_mask
 from tests.inference.test_instance import FAST, oracle_model
 
@@ -183,3 +190,40 @@ def test_group_names_the_item_with_a_bad_mask(photo) -> None:
     gray = SemanticItem(photo[..., 0], blob_mask(photo.shape[:2], (200, 190), 100), name="d.png")
     with pytest.raises(InputError, match=r"d\.png: image: expected an H x W x 3 RGB array"):
         refine_semantic_group(model, diffusion, [good, gray], FAST)
+
+
+def _echo_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Returns its mask channel, sure of every pixel: nothing looks uncertain, so the global
+    pass places no patch and the output is the mask the local step would have refined."""
+    return 20.0 * (x[:, 3:4] - 0.5)
+
+
+@pytest.mark.parametrize("local_mask", ["global", "coarse"])
+def test_local_mask_chooses_what_uncovered_pixels_keep(local_mask: str) -> None:
+    height, width, size = 200, 300, 64
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    coarse = blob_mask((height, width), (100, 150), 70)
+    coarse[20, 10:290] = True  # a 1-px line: thinner than a global-pass block (3 x 4 px)
+    config = InferenceConfig(model_size=size, local_mask=local_mask)
+    generator = torch.Generator().manual_seed(0)
+    out = refine_semantic(_echo_model, DiscreteDiffusion(), image, coarse, generator, config).mask
+    if local_mask == "coarse":
+        assert np.array_equal(out, coarse)  # native resolution, line and all
+    else:
+        # Official: nearest down to 64 x 64 and back, by the legacy index floor(i * in / out).
+        rows = (np.arange(size) * height) // size
+        cols = (np.arange(size) * width) // size
+        small = coarse[rows][:, cols]
+        staircase = small[(np.arange(height) * size) // height][
+            :, (np.arange(width) * size) // width
+        ]
+        assert np.array_equal(out, staircase)
+        assert not np.array_equal(out, coarse)
+
+
+def test_unknown_local_mask_is_refused() -> None:
+    from segrefiner.errors import InputError
+
+    with pytest.raises(InputError, match="local_mask: expected one of"):
+        InferenceConfig(local_mask="native")
