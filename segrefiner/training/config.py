@@ -67,6 +67,14 @@ class HRDataConfig:
     # global pass then meets at inference what it was trained on. 0 keeps the official draws.
     # Measured not to help so far (checkpoints/README.md, the HR section).
     global_object_prob: float = 0.0
+    # Not in the official recipe: with this probability (drawn after global_patch_prob) the
+    # patch's coarse mask is a whole-image coarse mask at native resolution, cropped: the
+    # offline one ("offline") or a segmentor-like one made from the ground truth (a kind of
+    # segrefiner.data.coarse_kinds), a kind of ``native_kinds`` drawn with equal odds. Such a
+    # patch is trained as the local step infers with InferenceConfig.local_mask="coarse"
+    # (t = 0, that mask as the network's input). 0 keeps the draws as they were.
+    native_patch_prob: float = 0.0
+    native_kinds: tuple[str, ...] = ("offline", "maskrcnn", "lowres", "official")
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,7 @@ def validate(config: TrainConfig) -> None:
         ("data.hr.online_patch_prob", config.data.hr.online_patch_prob),
         ("data.hr.global_patch_prob", config.data.hr.global_patch_prob),
         ("data.hr.global_object_prob", config.data.hr.global_object_prob),
+        ("data.hr.native_patch_prob", config.data.hr.native_patch_prob),
     ):
         if not 0.0 <= value <= 1.0:
             raise InputError(f"{key}: a probability must be in [0, 1], got {value}")
@@ -253,6 +262,13 @@ def validate(config: TrainConfig) -> None:
         raise InputError(
             f"data.lr.coarse_kinds: unknown or no kinds {list(unknown or lr.coarse_kinds)}; "
             f"known: {sorted(COARSE_KINDS)}"
+        )
+    native = config.data.hr.native_kinds
+    unknown = [k for k in native if k != "offline" and k not in COARSE_KINDS]
+    if not native or unknown:
+        raise InputError(
+            f"data.hr.native_kinds: unknown or no kinds {list(unknown or native)}; known: "
+            f"{['offline', *sorted(COARSE_KINDS)]}"
         )
     if lr.coarse_weights and (
         len(lr.coarse_weights) != len(lr.coarse_kinds)

@@ -17,6 +17,10 @@ Per image (all draws from the sample's generator, in this order):
    the offline mask resampled as the global pass resamples it (:func:`global_resampled`),
    and that patch is trained as the local step runs at inference: at t = 0 with the whole
    resampled mask as the network's mask input (``patch_exact``), not a forward-process mix;
+   with ``native_patch_prob`` > 0 (not official), with that probability, the crop of a
+   whole-image coarse mask at native resolution (the offline one or a segmentor-like kind of
+   :mod:`segrefiner.data.coarse_kinds`), trained the same exact way: what the local step
+   refines with ``InferenceConfig.local_mask = "coarse"``;
 5. both crops resized to ``crop_size``, one flip decision for both, normalised.
 """
 
@@ -29,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from segrefiner.data.coarse_kinds import coarse_mask
 from segrefiner.data.degrade import modify_boundary
 from segrefiner.data.folders import SampleRecord, load_sample, read_hr_training
 from segrefiner.errors import InputError
@@ -193,6 +198,11 @@ class HRTrainingSet(PositionDataset):
             source = gt if rng.random() < 0.5 else coarse
             coarse_patch = global_resampled(source, patch.box, self.hr.global_size)
             patch_source = "global-gt" if source is gt else f"global-{kind}"
+        elif self.hr.native_patch_prob > 0 and rng.random() < self.hr.native_patch_prob:
+            native = self.hr.native_kinds[int(rng.integers(len(self.hr.native_kinds)))]
+            whole_coarse = coarse if native == "offline" else coarse_mask(native, gt, rng)
+            coarse_patch = crop(whole_coarse, patch.box)
+            patch_source = f"native-{kind if native == 'offline' else native}"
         elif rng.random() < self.hr.online_patch_prob:
             coarse_patch = modify_boundary(gt_patch, rng)
             patch_source = "online"
@@ -229,8 +239,9 @@ class HRTrainingSet(PositionDataset):
             coarse_kind=kind,
             object_source="global" if whole else "box",
             patch_source=patch_source,
-            # a global-pass patch trains as the local step infers: t = 0, x_t = its coarse mask
-            patch_exact=patch_source.startswith("global-"),
+            # a global-pass or native patch trains as the local step infers: t = 0, x_t = its
+            # coarse mask
+            patch_exact=patch_source.startswith(("global-", "native-")),
             notes=notes,
         )
         return out

@@ -288,3 +288,42 @@ def test_global_object_crops_are_the_global_pass_view(hr_root) -> None:
     )
     official = HRTrainingSet.from_config(_config(hr_root), seed=4)[0]
     assert official["object_source"] == "box"
+
+
+def test_native_patches_crop_a_whole_image_coarse_mask_and_train_exact(hr_root) -> None:
+    official = HRTrainingSet.from_config(_config(hr_root), seed=3)
+    zero = HRTrainingSet.from_config(_config(hr_root, native_patch_prob=0.0), seed=3)
+    for p in range(4):
+        np.testing.assert_array_equal(official[p]["patch_coarse"], zero[p]["patch_coarse"])
+
+    def dataset(kinds):
+        config = _config(hr_root, native_patch_prob=1.0, native_kinds=kinds)
+        return HRTrainingSet.from_config(dataclasses.replace(config, flip_prob=0), seed=3)
+
+    # "offline": the store's mask at native resolution (the fixture's coarse is the dilated GT,
+    # coarse_expand the eroded one), no resampling, trained at t = 0
+    for p in range(6):
+        s = dataset(("offline",))[p]
+        assert s["patch_source"] == f"native-{s['coarse_kind']}" and s["patch_exact"]
+        gt, coarse = s["patch_gt"] > 0, s["patch_coarse"] > 0
+        if s["coarse_kind"] == "coarse":
+            assert (coarse >= gt).all()
+        else:
+            assert (coarse <= gt).all()
+    # a segmentor-like kind is made from the whole ground truth, then cropped: not the GT
+    kinds = ("maskrcnn", "lowres", "official")
+    samples = [dataset(kinds)[p] for p in range(12)]
+    assert {s["patch_source"] for s in samples} == {f"native-{k}" for k in kinds}
+    assert all(s["patch_exact"] for s in samples)
+    assert any((s["patch_coarse"] != s["patch_gt"]).any() for s in samples)
+    batch = collate_crops(samples)
+    assert batch["exact"][len(samples) :].all() and not batch["exact"][: len(samples)].any()
+
+
+def test_unknown_native_kind_is_refused(tmp_path) -> None:
+    from segrefiner.training import load_train_config
+
+    with pytest.raises(InputError, match=r"data\.hr\.native_kinds: unknown or no kinds"):
+        load_train_config(
+            None, tiny_overrides(tmp_path, tmp_path / "run", **{"data.hr.native_kinds": "[sam]"})
+        )
