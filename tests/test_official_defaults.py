@@ -36,6 +36,7 @@ def test_defaults_are_the_official_test_cfg_and_schedule() -> None:
     assert cfg.patch_size == 256
     assert cfg.min_foreground == 128
     assert cfg.guard is None  # not official: off by default
+    assert cfg.local_mask == "global"  # official: patches refine the global pass's mask
     # §7 img_norm_cfg (RGB order, 0-255 scale)
     assert tuple(IMAGE_MEAN) == (123.675, 116.28, 103.53)
     assert tuple(IMAGE_STD) == (58.395, 57.12, 57.375)
@@ -79,7 +80,7 @@ def test_defaults_are_the_official_test_cfg_and_schedule() -> None:
         0.3,
         32,
     )
-    assert hr.min_foreground == 128
+    assert hr.min_foreground == 128 and hr.local_mask == "global"
 
 
 def _mask_with_area(area: int, height: int = 64, width: int = 96) -> np.ndarray:
