@@ -8,7 +8,9 @@ the ground truth, pooled over each set:
   ``model_size``, nearest back up): what a network that changed nothing would return as
   ``global_mask``; the ceiling of the global pass for a near-identity model;
 * ``global``: the network's global pass (steps 5..1 at ``model_size``), upsampled;
-* ``final``: after the local patches (step 0 on native-resolution patches);
+* ``final``: after the local patches (step 0 on native-resolution patches; they refine
+  ``global`` or, where the checkpoint's inference settings say ``local_mask: coarse``, the
+  coarse mask itself);
 * ``covered``: the share of ground-truth boundary pixels (3-px band) that some patch covers:
   where no patch lands, ``global_mask`` is the answer, staircase and all.
 
@@ -79,15 +81,18 @@ def _staged(refiner, image, coarse, key):
             refiner.model, refiner.diffusion, [img], [mask], [generator], config.model_size
         )
         height, width = global_mask.shape
+        # what the patches refine: the global pass's mask (official) or, with the checkpoint's
+        # local_mask "coarse", the coarse mask at native resolution
+        base = mask if config.local_mask == "coarse" else global_mask
         boxes = propose_patches(fine_prob.cpu().numpy(), height, width, config)
-        boxes = boxes[mixed_boxes(global_mask, boxes)]
-        acc = PatchAccumulator(global_mask)
+        boxes = boxes[mixed_boxes(base, boxes)]
+        acc = PatchAccumulator(base)
         for start in range(0, len(boxes), config.batch_size):
             chunk = boxes[start : start + config.batch_size].tolist()
             probs = local_step(
                 refiner.model,
                 refiner.diffusion,
-                [(img, global_mask, box) for box in chunk],
+                [(img, base, box) for box in chunk],
                 config.model_size,
             )
             acc.add(probs, chunk)
