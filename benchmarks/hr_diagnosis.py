@@ -67,6 +67,7 @@ def _staged(refiner, image, coarse, key):
     from segrefiner.inference.semantic import (
         PatchAccumulator,
         global_step,
+        local_base,
         local_step,
         mixed_boxes,
         propose_patches,
@@ -81,9 +82,7 @@ def _staged(refiner, image, coarse, key):
             refiner.model, refiner.diffusion, [img], [mask], [generator], config.model_size
         )
         height, width = global_mask.shape
-        # what the patches refine: the global pass's mask (official) or, with the checkpoint's
-        # local_mask "coarse", the coarse mask at native resolution
-        base = mask if config.local_mask == "coarse" else global_mask
+        base, _ = local_base(config, mask, global_mask, global_mask)
         boxes = propose_patches(fine_prob.cpu().numpy(), height, width, config)
         boxes = boxes[mixed_boxes(base, boxes)]
         acc = PatchAccumulator(base)

@@ -74,6 +74,20 @@ def global_step(
     return out
 
 
+def local_base(
+    config: InferenceConfig,
+    coarse: torch.Tensor,
+    global_mask: torch.Tensor,
+    global_prob: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the local step refines and uncovered pixels keep (``config.local_mask``): the
+    global pass's ``(global_mask, global_prob)`` (official) or, with ``"coarse"``, the coarse
+    mask (H, W) bool as both. Returns ``(mask, probability)``, each (H, W)."""
+    if config.local_mask == "coarse":  # the global pass only places the patches
+        return coarse, coarse
+    return global_mask, global_prob
+
+
 def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
     """Greedy NMS: indices of the kept boxes, highest score first (ties: lower index first).
 
@@ -314,8 +328,9 @@ def refine_semantic_group(
                 gens[start:stop] if all(seeded) else None,
                 config.model_size,
             )
-        if config.local_mask == "coarse":  # the global pass only places the patches
-            passes = [(c, fine, c) for (_, fine, _), c in zip(passes, coarses, strict=True)]
+        for j, ((mask, fine, prob), coarse) in enumerate(zip(passes, coarses, strict=True)):
+            base, base_prob = local_base(config, coarse, mask, prob)
+            passes[j] = (base, fine, base_prob)
         accumulators, work = [], []
         for j, (global_mask, fine_prob, _) in enumerate(passes):
             height, width = global_mask.shape

@@ -206,6 +206,13 @@ def _check_numbers(config: TrainConfig) -> None:
         raise InputError("loss: mask_weight and texture_weight are both 0; nothing to train")
 
 
+def _check_kinds(key: str, kinds: tuple[str, ...], known: list[str]) -> None:
+    """:class:`InputError` when ``kinds`` is empty or names a kind not in ``known``."""
+    unknown = [k for k in kinds if k not in known]
+    if not kinds or unknown:
+        raise InputError(f"{key}: unknown or no kinds {list(unknown or kinds)}; known: {known}")
+
+
 def validate(config: TrainConfig) -> None:
     """Cross-field checks; :class:`InputError` names the key."""
     if config.model.preset not in PRESETS:
@@ -257,19 +264,9 @@ def validate(config: TrainConfig) -> None:
             f"optim.ema_decay: must be in (0, 1) or null, got {config.optim.ema_decay}"
         )
     lr = config.data.lr
-    unknown = [k for k in lr.coarse_kinds if k not in COARSE_KINDS]
-    if not lr.coarse_kinds or unknown:
-        raise InputError(
-            f"data.lr.coarse_kinds: unknown or no kinds {list(unknown or lr.coarse_kinds)}; "
-            f"known: {sorted(COARSE_KINDS)}"
-        )
-    native = config.data.hr.native_kinds
-    unknown = [k for k in native if k != "offline" and k not in COARSE_KINDS]
-    if not native or unknown:
-        raise InputError(
-            f"data.hr.native_kinds: unknown or no kinds {list(unknown or native)}; known: "
-            f"{['offline', *sorted(COARSE_KINDS)]}"
-        )
+    _check_kinds("data.lr.coarse_kinds", lr.coarse_kinds, sorted(COARSE_KINDS))
+    _check_kinds("data.hr.native_kinds", config.data.hr.native_kinds,
+                 ["offline", *sorted(COARSE_KINDS)])  # fmt: skip
     if lr.coarse_weights and (
         len(lr.coarse_weights) != len(lr.coarse_kinds)
         or any(w < 0 for w in lr.coarse_weights)
