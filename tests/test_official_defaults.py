@@ -37,6 +37,7 @@ def test_defaults_are_the_official_test_cfg_and_schedule() -> None:
     assert cfg.min_foreground == 128
     assert cfg.guard is None  # not official: off by default
     assert cfg.local_mask == "global"  # official: patches refine the global pass's mask
+    assert cfg.paste == "crop"  # official: the refined crop is resampled onto its box
     # §7 img_norm_cfg (RGB order, 0-255 scale)
     assert tuple(IMAGE_MEAN) == (123.675, 116.28, 103.53)
     assert tuple(IMAGE_STD) == (58.395, 57.12, 57.375)

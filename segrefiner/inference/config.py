@@ -16,6 +16,8 @@ IMAGE_STD = (58.395, 57.12, 57.375)
 MAX_SIDE = 2048
 # What the HR path's local step refines (InferenceConfig.local_mask); the first is official.
 LOCAL_MASKS = ("global", "coarse")
+# How the instance path puts a refined crop back (InferenceConfig.paste); the first is official.
+PASTES = ("crop", "changes")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class InferenceConfig:
     # instance (LR) mode
     pad_width: int = 20  # pixels added around the coarse mask's box before cropping
     area_thr: int = 512  # instances with fewer coarse pixels are passed through unrefined
+    # How a refined crop goes back into the image. "crop" (official): the crop's probabilities
+    # resampled onto the box and thresholded, so even pixels the network left alone come back
+    # through a 256 x 256 round trip. "changes" (not official): only what the network changed
+    # (refined minus coarse crop, resampled) is applied to the coarse mask at native resolution.
+    paste: str = "crop"
     # semantic (HR) mode
     patch_size: int = 256  # native-resolution side of a local patch
     fine_prob_thr: float = 0.9  # patches centre on points with fine_prob < thr * max(fine_prob)
@@ -67,6 +74,8 @@ class InferenceConfig:
                 f"guard: expected a predicted IoU change in [-1, 1] (e.g. 0.0) or None, "
                 f"got {self.guard!r}"
             )
+        if self.paste not in PASTES:
+            raise InputError(f"paste: expected one of {list(PASTES)}, got {self.paste!r}")
         if self.local_mask not in LOCAL_MASKS:
             raise InputError(
                 f"local_mask: expected one of {list(LOCAL_MASKS)}, got {self.local_mask!r}"

@@ -123,21 +123,48 @@ def refine_crops(
     return CropResults.cat(out)
 
 
-def paste_masks(probs: torch.Tensor, boxes: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """Paste crop probabilities back into full-size masks and threshold at 0.5.
+def _to_box(crop: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resample one (1, 1, S, S) map onto a ``height`` x ``width`` box: pixel centres at +0.5,
+    bilinear, zero padding outside the map (the official ``grid_sample`` paste)."""
+    device = crop.device
+    gy = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * (2.0 / height) - 1.0
+    gx = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * (2.0 / width) - 1.0
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, h, w, 2)
+    return F.grid_sample(crop.float(), grid, mode="bilinear", align_corners=False)[0, 0]
 
-    Each (S, S) map is resampled onto its box with pixel centres at +0.5 and bilinear sampling
-    with zero padding outside the map (the official ``grid_sample`` paste). Pixels outside the
-    box stay 0: there the zero padding keeps the value below 0.5. Returns bool (N, H, W).
+
+def paste_masks(probs: torch.Tensor, boxes: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """Paste crop probabilities back into full-size masks and threshold at 0.5 (the official
+    paste, ``InferenceConfig.paste == "crop"``).
+
+    Each (S, S) map is resampled onto its box (:func:`_to_box`). Pixels outside the box stay
+    0: there the zero padding keeps the value below 0.5. Returns bool (N, H, W).
     """
     out = torch.zeros((probs.shape[0], height, width), dtype=torch.bool, device=probs.device)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        h, w = y1 - y0, x1 - x0
-        gy = (torch.arange(h, device=probs.device, dtype=torch.float32) + 0.5) * (2.0 / h) - 1.0
-        gx = (torch.arange(w, device=probs.device, dtype=torch.float32) + 0.5) * (2.0 / w) - 1.0
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, h, w, 2)
-        pasted = F.grid_sample(probs[i : i + 1].float(), grid, mode="bilinear", align_corners=False)
-        out[i, y0:y1, x0:x1] = pasted[0, 0] >= 0.5
+        out[i, y0:y1, x0:x1] = _to_box(probs[i : i + 1], y1 - y0, x1 - x0) >= 0.5
+    return out
+
+
+def paste_changes(
+    probs: torch.Tensor, coarse: torch.Tensor, boxes: np.ndarray, masks: np.ndarray
+) -> np.ndarray:
+    """Apply what the network changed to the coarse masks at native resolution (not
+    official, ``InferenceConfig.paste == "changes"``).
+
+    ``probs``, ``coarse``: (K, 1, S, S) refined probabilities and the coarse crops they were
+    refined from; ``masks``: (K, H, W) the native coarse masks. The change ``probs - coarse``
+    is resampled onto each box like :func:`paste_masks`; a pixel becomes foreground where it
+    is >= 0.5, background where it is <= -0.5, and keeps its coarse value elsewhere, so a crop
+    the network left as it was returns the coarse mask pixel for pixel. Returns bool (K, H, W).
+    """
+    out = np.array(masks, dtype=bool, copy=True)
+    change = probs.float() - coarse.float()
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        moved = _to_box(change[i : i + 1], y1 - y0, x1 - x0).cpu().numpy()
+        box = out[i, y0:y1, x0:x1]
+        box[moved >= 0.5] = True
+        box[moved <= -0.5] = False
     return out
 
 
@@ -234,9 +261,14 @@ def finish_instances(
         guarded[prepared.todo] = held
         go = np.flatnonzero(~held)
         probs = results.probs
+        coarse = prepared.coarse
         if len(go) < prepared.num_crops:
-            probs = probs[torch.as_tensor(go, device=probs.device)]
-        if len(go):
+            index = torch.as_tensor(go, device=probs.device)
+            probs, coarse = probs[index], coarse[index.to(coarse.device)]
+        if len(go) and config.paste == "changes":
+            todo = prepared.todo[go]
+            result[todo] = paste_changes(probs, coarse, prepared.boxes[go], result[todo])
+        elif len(go):
             pasted = paste_masks(probs, prepared.boxes[go], height, width)
             result[prepared.todo[go]] = pasted.cpu().numpy()
     return FinishedInstances(result, scores, guarded, features)

@@ -6,7 +6,12 @@ import torch
 
 from segrefiner import Refiner
 from segrefiner.inference import InferenceConfig
-from segrefiner.inference.instance import crop_instances, instance_boxes, paste_masks
+from segrefiner.inference.instance import (
+    crop_instances,
+    instance_boxes,
+    paste_changes,
+    paste_masks,
+)
 from segrefiner.inference.preprocess import normalize_image
 from tests.conftest import blob_mask
 
@@ -130,3 +135,74 @@ def test_bad_inputs(photo) -> None:
         refiner.refine_instances(photo, np.zeros(photo.shape[:2], bool))
     with pytest.raises(InputError, match="uint8"):
         refiner.refine_instances(photo.astype(np.float32), np.zeros((1, *photo.shape[:2]), bool))
+
+
+def _echo_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Returns its mask channel, sure of every pixel (probabilities exactly 0 and 1 in float32):
+    the network changes nothing."""
+    return 400.0 * (x[:, 3:4] - 0.5)
+
+
+def _jagged_mask(height: int, width: int) -> np.ndarray:
+    """A blob with a 1-px line and a ragged edge: detail a 64 x 64 round trip cannot keep."""
+    rng = np.random.default_rng(3)
+    mask = blob_mask((height, width), (100, 150), 60)
+    mask[100, 20:280] = True
+    edge = mask[:, 150:] & ~np.roll(mask[:, 150:], 2, axis=1)
+    mask[:, 150:] ^= edge & (rng.random(edge.shape) > 0.5)
+    return mask
+
+
+@pytest.mark.parametrize("paste", ["crop", "changes"])
+def test_paste_of_a_crop_the_network_left_alone(paste: str) -> None:
+    """A model that changes nothing: "changes" returns the coarse mask pixel for pixel; the
+    official "crop" paste returns it through the 64 x 64 round trip, which changes it."""
+    height, width = 200, 300
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    coarse = _jagged_mask(height, width)
+    refiner = Refiner.from_checkpoint("tiny", seed=0, config=FAST.replace(paste=paste))
+    refiner.model = _echo_model
+    out = refiner.refine_instances(image, coarse[None])[0]
+    if paste == "changes":
+        assert np.array_equal(out, coarse)
+    else:
+        boxes = instance_boxes(coarse[None], FAST.pad_width)
+        _, crop = crop_instances(
+            normalize_image(image), torch.from_numpy(coarse[None]), boxes, FAST.model_size
+        )
+        assert np.array_equal(out, paste_masks(crop, boxes, height, width)[0].numpy())
+        assert not np.array_equal(out, coarse)
+
+
+def test_paste_changes_adds_and_removes_only_what_changed() -> None:
+    """A 64 x 64 crop on a 128 x 192 box (2 x 3 px per crop pixel): a block the network adds
+    and a block it removes land on exactly their pixels; the rest is the coarse mask."""
+    height, width = 128, 192
+    masks = np.zeros((1, height, width), bool)
+    masks[0, 40:100, 30:150] = True
+    masks[0, 70, 5:180] = True  # a 1-px line the crop cannot represent
+    coarse = torch.zeros((1, 1, 64, 64))
+    coarse[0, 0, 20:50, 10:50] = 1.0  # its crop (the exact crop does not matter here)
+    probs = coarse.clone()
+    probs[0, 0, 0:10, 0:10] = 1.0  # added: rows 0-19, columns 0-29 of the box
+    probs[0, 0, 30:40, 20:30] = 0.0  # removed: rows 60-79, columns 60-89
+    boxes = np.array([[0, 0, width, height]])
+    out = paste_changes(probs, coarse, boxes, masks)[0]
+    expected = masks[0].copy()
+    expected[0:20, 0:30] = True
+    expected[60:80, 60:90] = False
+    # bilinear resampling blurs each block's edge by less than half a crop pixel
+    assert np.array_equal(out[2:18, 2:28], np.ones((16, 26), bool))
+    assert not out[61:79, 62:88].any()
+    inner = np.ones((height, width), bool)
+    inner[0:21, 0:32] = False
+    inner[59:81, 58:92] = False
+    assert np.array_equal(out[inner], expected[inner])
+    assert out[70, 5:58].all() and out[70, 92:180].all()  # the line stays native
+
+
+def test_unknown_paste_is_refused() -> None:
+    from segrefiner.errors import InputError
+
+    with pytest.raises(InputError, match="paste: expected one of"):
+        InferenceConfig(paste="native")
