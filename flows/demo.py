@@ -25,9 +25,9 @@ from pathlib import Path
 
 from flows.deployments import DEMO_ROOT
 from flows.params import DEMO_CHECKPOINT, shipped_checkpoint
-from flows.reports import MetricRow, format_table
 from flows.services import ServiceError, up
 from flows.settings import load_settings
+from pipelines.reports import MetricRow, format_table
 from segrefiner.checkpoint import default_checkpoint_path
 from segrefiner.io import read_json
 

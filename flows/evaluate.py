@@ -20,10 +20,11 @@ from flows.checkpoints import ResolvedCheckpoint
 from flows.cluster import on_cluster, submit
 from flows.params import EvaluateParams, GroundTruth
 from flows.refine import finish_run
-from flows.reports import write_csv
 from flows.tasks import absolute
 from flows.tracking import run_name, tracked_run
+from pipelines.evaluate_hr import evaluation_from_folders
 from pipelines.models import checkpoint_id
+from pipelines.reports import write_csv
 
 __all__ = ["evaluate"]
 
@@ -79,7 +80,7 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
                     params.report.gallery_size, params.report.gallery_sort,
                 )  # fmt: skip
             else:
-                evaluation = hr.evaluation_from_folders(
+                evaluation = evaluation_from_folders(
                     params.dataset, truth, coarse, refined, params.sets
                 )
                 table, rows = hr.evaluate_outputs(evaluation, refined, report_dir)

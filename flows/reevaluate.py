@@ -20,7 +20,6 @@ from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import ResolvedCheckpoint
 from flows.cluster import on_cluster
-from flows.hr import evaluation_for
 from flows.inbox import Drop, Ledger, drop_records, find_drops
 from flows.params import (
     GroundTruth,
@@ -32,6 +31,7 @@ from flows.params import (
 from flows.refine import refine_run, resolve_model, run_refine_coco, run_refine_hr
 from flows.tasks import absolute, artifact_key
 from flows.tracking import run_name, short_checkpoint, tracked_run
+from pipelines.evaluate_hr import evaluation_for
 from segrefiner.data.coco import COCO_CATEGORY_IDS, load_coco_instances, load_segmentor_results
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError

@@ -29,16 +29,17 @@ from flows.params import (
     RefineDisParams,
     RefineParams,
 )
-from flows.reports import (
+from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
+from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
+from pipelines.evaluate_hr import HREvaluation, default_evaluation
+from pipelines.refine_hr import file_digest_of_listing
+from pipelines.reports import (
     MetricRow,
     draw_score_histogram,
     format_table,
     score_metrics,
     write_csv,
 )
-from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
-from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
-from pipelines.refine_hr import file_digest_of_listing
 from segrefiner.data.folders import SampleRecord
 from segrefiner.model import PRESETS
 
@@ -247,7 +248,7 @@ def refine_coco(params: RefineCocoParams = DEFAULT_COCO) -> dict[str, Any]:
 def run_refine_hr(
     params: RefineBigParams | RefineDisParams,
     records: list[SampleRecord],
-    evaluation: hr.HREvaluation,
+    evaluation: HREvaluation,
     ckpt: ResolvedCheckpoint,
     run: TrackedRun | NullRun,
     title: str | None = None,
@@ -299,7 +300,7 @@ def _refine_hr_flow(params: RefineBigParams | RefineDisParams) -> dict[str, Any]
         data_root = absolute(params.data_root)
         with refine_run(params, ckpt) as run:
             records = hr.list_records(params, data_root)
-            evaluation = hr.default_evaluation(params, data_root, records)
+            evaluation = default_evaluation(params, data_root, records)
             return run_refine_hr(params, records, evaluation, ckpt, run)
 
 

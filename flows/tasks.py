@@ -25,7 +25,7 @@ from prefect.artifacts import (
 from prefect.logging import get_run_logger
 
 from flows.cluster import gpu_annotation, map_tasks
-from flows.reports import MetricRow, markdown_table
+from pipelines.reports import MetricRow, markdown_table
 from pipelines.sharding import ShardsFailedError
 
 __all__ = ["absolute", "artifact_key", "map_shards", "publish_metrics", "shard_progress"]
@@ -146,7 +146,7 @@ def write_report(
     extra: dict[str, Any],
 ) -> dict[str, Path]:
     """``metrics.json`` (table + ``extra``) and ``metrics.md`` in ``out_dir``."""
-    from flows.reports import format_table
+    from pipelines.reports import format_table
     from segrefiner.io import atomic_path, write_json
 
     out = Path(out_dir)
@@ -169,7 +169,7 @@ def log_outcome(
 ) -> None:
     """Metrics, the report folder and the refined output (or its path) to the MLflow run; the
     table to the run's description."""
-    from flows.reports import metrics_for_tracking
+    from pipelines.reports import metrics_for_tracking
 
     run.log_metrics(metrics_for_tracking(table))
     run.log_metrics({f"stage/{k}": v for k, v in summary.items() if isinstance(v, int | float)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.reports import draw_score_histogram, gallery_order, score_metrics
+from pipelines.reports import draw_score_histogram, gallery_order, score_metrics
 from segrefiner.inference.score import score_histogram
 
 ROWS = [
