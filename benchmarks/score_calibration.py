@@ -82,13 +82,16 @@ def main() -> int:
 
 
 def _weights_digest(checkpoint) -> str:
-    """A digest of the network weights alone: embedding a calibration keeps the cache valid."""
+    """A digest of the network weights and the saved inference settings (the rows depend on
+    both, e.g. on ``paste``), not of the rest of the meta: embedding a calibration keeps the
+    cache valid."""
     import hashlib
 
     from segrefiner.checkpoint import load_checkpoint
 
-    model, _ = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
     h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps(meta.get("inference") or {}, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
