@@ -66,8 +66,9 @@ def inference_setup(config: RefineConfig) -> InferenceSetup:
     if config.channels_last:
         denoiser = denoiser.to(memory_format=torch.channels_last)
     if config.compile:  # a few batch shapes only: no recompilation for each tail batch
-        compiled = _compiled(denoiser, config.compile_mode)
-        denoiser = PaddedBatches(compiled, (config.pack_images, infer.batch_size))
+        denoiser = _compiled(denoiser, config.compile_mode)
+        if torch.device(config.device).type != "cpu":  # the CPU runs one item per call
+            denoiser = PaddedBatches(denoiser, (config.pack_images, infer.batch_size))
     if config.bf16:
         denoiser = AutocastDenoiser(denoiser, torch.device(config.device).type, torch.bfloat16)
     diffusion = DiscreteDiffusion(num_steps=model.config.num_timesteps)

@@ -73,15 +73,15 @@ def test_sample_loop_with_a_known_model() -> None:
     seen_t: list[int] = []
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        assert x.shape == (2, 4, 32, 32)
+        assert x.shape == (1, 4, 32, 32)  # the CPU: one item per call
         seen_t.append(int(t[0]))
-        return (target - 0.5) * 100
+        return (target[:1] - 0.5) * 100
 
     d = DiscreteDiffusion()
     prob, acc = sample_loop(
         model, d, torch.zeros(2, 3, 32, 32), torch.zeros(2, 1, 32, 32), d.inference_steps
     )
-    assert seen_t == [5, 4, 3, 2, 1, 0]
+    assert seen_t == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0]
     assert torch.equal(prob >= 0.5, target.bool())
     assert torch.allclose(acc, torch.ones_like(acc))
 
@@ -143,3 +143,30 @@ def test_noise_for_steps_needs_one_generator_per_item() -> None:
 
     with pytest.raises(ValueError, match="2 generators for a batch of 3"):
         noise_for_steps((3, 1, 4, 4), 5, [torch.Generator(), torch.Generator()], "cpu")
+
+
+def test_the_cpu_runs_the_network_one_item_per_call() -> None:
+    """CPU kernels block by batch size, so a batched call could move an item's logits with its
+    companions; on the CPU every call sees one item, and each item's result is its own."""
+    from segrefiner.diffusion import sample_loop
+
+    seen: list[int] = []
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        # a logit that depends on the batch size: only a one-item call gives the same answer
+        return 4.0 * (x[:, :1] - x[:, 3:4]) + 0.01 * x.shape[0]
+
+    image = torch.rand((3, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    coarse = (torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    diffusion = DiscreteDiffusion()
+    gens = [torch.Generator().manual_seed(i) for i in range(3)]
+    batched = sample_loop(model, diffusion, image, coarse, [5, 4, 3], gens)
+    assert seen and set(seen) == {1}
+    for i in range(3):
+        alone = sample_loop(
+            model, diffusion, image[i : i + 1], coarse[i : i + 1], [5, 4, 3],
+            [torch.Generator().manual_seed(i)],
+        )  # fmt: skip
+        assert torch.equal(alone[0], batched[0][i : i + 1])
+        assert torch.equal(alone[1], batched[1][i : i + 1])

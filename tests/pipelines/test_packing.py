@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pipelines.packing import CropQueue
-from segrefiner.diffusion import DiscreteDiffusion
+from segrefiner.diffusion import DiscreteDiffusion, sample_loop
 from segrefiner.inference import InferenceConfig, item_generator
 from segrefiner.inference.instance import finish_instances, prepare_instances, refine_instances
 from tests.conftest import blob_mask
@@ -36,19 +36,23 @@ def _gens(k: int, prepared) -> list[torch.Generator]:
 
 
 @pytest.mark.parametrize("batch", [1, 3, 7])
-def test_full_batches_across_images_match_one_image_at_a_time(batch: int) -> None:
+def test_full_batches_across_images_match_one_image_at_a_time(
+    batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segrefiner.inference.instance as instance
+
     diffusion = DiscreteDiffusion()
     images = _images([2, 0, 5, 1, 3])
-    sizes: list[int] = []
+    sizes: list[int] = []  # the batches the queue hands the sampling loop
 
-    def spy(x, t):
-        if int(t[0]) == 5:
-            sizes.append(x.shape[0])
-        return _model(x, t)
+    def spy(model, diffusion, image, *args, **kwargs):
+        sizes.append(image.shape[0])
+        return sample_loop(model, diffusion, image, *args, **kwargs)
 
+    monkeypatch.setattr(instance, "sample_loop", spy)
     done: list[tuple[int, np.ndarray]] = []
     queue = CropQueue(
-        spy,
+        _model,
         diffusion,
         batch,
         on_done=lambda k, prepared, res: done.append((k, finish_instances(prepared, res).masks)),
@@ -61,6 +65,7 @@ def test_full_batches_across_images_match_one_image_at_a_time(batch: int) -> Non
     assert [k for k, _ in done] == list(range(len(images)))  # handed back in order
     total = 2 + 5 + 1 + 3
     assert sum(sizes) == total and all(s == batch for s in sizes[:-1])  # full but the last
+    monkeypatch.undo()
     for k, (image, masks) in enumerate(images):
         gens = [item_generator(9, "img", k, i) for i in range(len(masks))]
         alone = refine_instances(_model, diffusion, image, masks, gens, CFG).masks
@@ -104,11 +109,15 @@ def test_compiled_setup_pads_batches() -> None:
     from pipelines.refine import RefineConfig, inference_setup
     from segrefiner.inference.runtime import AutocastDenoiser, PaddedBatches
 
+    # "meta" stands for any device that runs batches whole (CUDA); nothing runs here
     denoiser = inference_setup(
-        RefineConfig("tiny", compile=True, bf16=True, batch_size=16, pack_images=2)
+        RefineConfig("tiny", compile=True, bf16=True, batch_size=16, pack_images=2, device="meta")
     ).denoiser
     assert isinstance(denoiser, AutocastDenoiser)
     assert isinstance(denoiser.model, PaddedBatches) and denoiser.model.sizes == [2, 16]
+    # the CPU runs one item per network call: nothing to pad
+    cpu = inference_setup(RefineConfig("tiny", compile=True, batch_size=16, pack_images=2))
+    assert not isinstance(cpu.denoiser, PaddedBatches)
 
 
 def test_queue_rejects_bad_arguments() -> None:
