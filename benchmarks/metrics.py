@@ -33,6 +33,7 @@ from segrefiner.metrics._reference import (
     boundary_accuracy_reference,
     mask_to_boundary_reference,
     reference_boundary_cocoeval,
+    scored_cell,
 )
 from segrefiner.metrics.instances import check_results, load_annotations
 
@@ -169,12 +170,9 @@ def official_style_cocoeval(coco_gt, coco_dt):
                     ann["boundary"] = mask_utils.encode(np.asfortranarray(band))
 
         def computeIoU(self, imgId, catId):  # the parent's name
-            p = self.params
-            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
-            if len(gt) == 0 and len(dt) == 0:
+            gt, dt = scored_cell(self, imgId, catId)
+            if not gt and not dt:
                 return []
-            order = np.argsort([-d["score"] for d in dt], kind="mergesort")
-            dt = [dt[i] for i in order][: p.maxDets[-1]]
             crowd = [int(g["iscrowd"]) for g in gt]
             mask_ious = mask_utils.iou(
                 [d["segmentation"] for d in dt], [g["segmentation"] for g in gt], crowd

@@ -77,11 +77,19 @@ def _evaluate_drop(
     refine = params.refine.model_copy(update={"checkpoint": ckpt.path, "fallback_checkpoint": None})
     tags = {"stage": "reevaluate", "inbox.path": drop.relative, "inbox.sha256": drop.content}
     checker = check_drop.with_options(task_run_name=f"check {drop.label}")
+    # what the drop's refine parameters take from the drop and from ``params``, on any dataset
+    shared = {
+        "dataset": drop.dataset,
+        "segmentor": drop.segmentor,
+        "output_dir": _output_dir(params, drop, ckpt),
+        "num_shards": params.num_shards,
+        "refine": refine,
+        "cluster": params.cluster,
+        "report": params.report,
+    }
     if drop.dataset == "coco":
         root = Path(data_root)
         coco = RefineCocoParams(
-            dataset="coco",
-            segmentor=drop.segmentor,
             results=drop.path,
             annotations=str(root / params.coco_annotations),
             image_root=str(root / params.coco_image_root),
@@ -89,26 +97,13 @@ def _evaluate_drop(
                 GroundTruth(name=g.name, annotations=str(root / g.annotations), api=g.api)
                 for g in params.coco_ground_truths
             ],
-            output_dir=_output_dir(params, drop, ckpt),
-            num_shards=params.num_shards,
-            refine=refine,
-            cluster=params.cluster,
-            report=params.report,
+            **shared,
         )
         with refine_run(coco, ckpt, tags) as run:
             checker(drop, data_root, params)
             return run_refine_coco(coco, ckpt, run, title=f"reevaluate {drop.label}")
     cls = RefineBigParams if drop.dataset == "big" else RefineDisParams
-    hr_params = cls(
-        dataset=drop.dataset,
-        segmentor=drop.segmentor,
-        data_root=data_root,
-        output_dir=_output_dir(params, drop, ckpt),
-        num_shards=params.num_shards,
-        refine=refine,
-        cluster=params.cluster,
-        report=params.report,
-    )
+    hr_params = cls(data_root=data_root, **shared)
     with refine_run(hr_params, ckpt, tags) as run:
         records = checker(drop, data_root, params)
         gt_root = Path(data_root) / (params.big_folder if drop.dataset == "big" else "dis")

@@ -92,6 +92,18 @@ def _config(args: argparse.Namespace):
     )
 
 
+def _stage_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage runner's config, work directory and shard options, from :func:`_common`'s."""
+    return {
+        "config": _config(args),
+        "work_dir": args.work_dir,
+        "num_shards": args.shards,
+        "dask_address": args.dask_address,
+        "n_workers": args.workers,
+        "overwrite": args.overwrite,
+    }
+
+
 def _checkpoint_exists(checkpoint: str) -> None:
     from segrefiner.checkpoint import resolve_checkpoint
 
@@ -171,12 +183,7 @@ def run_refine_coco(args: argparse.Namespace) -> int:
         annotations=annotations,
         image_root=args.images,
         output=args.output,
-        config=_config(args),
-        work_dir=args.work_dir,
-        num_shards=args.shards,
-        dask_address=args.dask_address,
-        n_workers=args.workers,
-        overwrite=args.overwrite,
+        **_stage_options(args),
     )
     if summary is None:
         return 1
@@ -251,12 +258,7 @@ def run_refine_dataset(args: argparse.Namespace) -> int:
         f"refine-{args.kind}",
         records=records,
         out_dir=args.output,
-        config=_config(args),
-        work_dir=args.work_dir,
-        num_shards=args.shards,
-        dask_address=args.dask_address,
-        n_workers=args.workers,
-        overwrite=args.overwrite,
+        **_stage_options(args),
     )
     if summary is None:
         return 1

@@ -9,19 +9,12 @@ The scores come from :mod:`segrefiner.metrics`; the table and pictures from
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from pipelines.reports import (
-    GalleryItem,
-    MetricRow,
-    crop_box,
-    draw_before_after,
-    draw_gallery,
-    gallery_order,
-)
+from pipelines.reports import GalleryItem, MetricRow, draw_report, gallery_order
 from segrefiner.data.coco import COCO_CATEGORY_IDS, load_coco_instances, load_segmentor_results
 from segrefiner.errors import InputError
 from segrefiner.io import read_json
@@ -152,45 +145,40 @@ def draw_coco_report(
     ``<out_dir>/gallery.png``: the ``gallery_size`` most changed detections of ``rows`` (from
     :func:`instance_rows`; or, ``gallery_sort="score"``, the lowest refinement scores) with
     their ground truth in ``annotations``. The PNG paths (``gallery`` ``None``: no rows)."""
-    out = Path(out_dir)
     pairs = [(r["coarse_iou"], r["refined_iou"]) for r in rows if r["coarse_iou"] is not None]
-    plot = draw_before_after(table, pairs, out / "before_after.png", pair_label="mask IoU")
     chosen = gallery_order(rows, gallery_sort, lambda r: r["changed"])[:gallery_size]
-    gallery = None
-    if chosen:
-        images = load_coco_instances(image_list, image_root)
-        gt = load_coco_instances(annotations, image_root)
-        before = load_segmentor_results(
-            coarse, images, strict=False, category_ids=COCO_CATEGORY_IDS
-        )
-        after = load_segmentor_results(
-            refined, images, strict=False, category_ids=COCO_CATEGORY_IDS
-        )
-        b_groups = {g.image.id: g.detections for g in before.groups}
-        a_groups = {g.image.id: g.detections for g in after.groups}
-        gt_masks = {a.id: a for a in gt.annotations}
-        items = []
-        for row in chosen:
-            image_id, n = row["image_id"], row["detection"]
-            c_mask = b_groups[image_id][n].mask()
-            r_mask = a_groups[image_id][n].mask()
-            gt_id = row["gt_id"]
-            g_mask = None if gt_id is None else gt.annotation_mask(gt_masks[gt_id])
-            y0, y1, x0, x1 = crop_box([c_mask, r_mask, g_mask], c_mask.shape)
-            pixels = images.read_image(image_id)[y0:y1, x0:x1]
-            title = f"image {image_id} #{n}: changed {100 * row['changed']:.1f}%"
-            if row["delta_iou"] is not None:
-                title += f", IoU {100 * row['delta_iou']:+.1f}"
-            if row.get("refine_score") is not None:
-                title += f", score {100 * row['refine_score']:+.1f}"
-            items.append(
-                GalleryItem(
-                    title=title,
-                    image=pixels,
-                    coarse=c_mask[y0:y1, x0:x1],
-                    refined=r_mask[y0:y1, x0:x1],
-                    gt=None if g_mask is None else g_mask[y0:y1, x0:x1],
-                )
-            )
-        gallery = draw_gallery(items, out / "gallery.png")
-    return {"plot": str(plot), "gallery": str(gallery) if gallery else None}
+    items = _gallery_items(chosen, annotations, image_list, image_root, coarse, refined)
+    return draw_report(table, pairs, "mask IoU", items, out_dir)
+
+
+def _gallery_items(
+    chosen: list[dict[str, Any]],
+    annotations: str | os.PathLike,
+    image_list: str | os.PathLike,
+    image_root: str | os.PathLike,
+    coarse: str | os.PathLike,
+    refined: str | os.PathLike,
+) -> Iterator[GalleryItem]:
+    """The gallery lines of the ``chosen`` rows (files read only when there are some)."""
+    if not chosen:
+        return
+    images = load_coco_instances(image_list, image_root)
+    gt = load_coco_instances(annotations, image_root)
+    before = load_segmentor_results(coarse, images, strict=False, category_ids=COCO_CATEGORY_IDS)
+    after = load_segmentor_results(refined, images, strict=False, category_ids=COCO_CATEGORY_IDS)
+    b_groups = {g.image.id: g.detections for g in before.groups}
+    a_groups = {g.image.id: g.detections for g in after.groups}
+    gt_masks = {a.id: a for a in gt.annotations}
+    for row in chosen:
+        image_id, n = row["image_id"], row["detection"]
+        c_mask = b_groups[image_id][n].mask()
+        r_mask = a_groups[image_id][n].mask()
+        gt_id = row["gt_id"]
+        g_mask = None if gt_id is None else gt.annotation_mask(gt_masks[gt_id])
+        title = f"image {image_id} #{n}: changed {100 * row['changed']:.1f}%"
+        if row["delta_iou"] is not None:
+            title += f", IoU {100 * row['delta_iou']:+.1f}"
+        if row.get("refine_score") is not None:
+            title += f", score {100 * row['refine_score']:+.1f}"
+        pixels = images.read_image(image_id)
+        yield GalleryItem.cropped(title, pixels, c_mask, r_mask, g_mask)

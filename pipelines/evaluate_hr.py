@@ -9,18 +9,12 @@ from :mod:`pipelines.reports`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.reports import (
-    GalleryItem,
-    MetricRow,
-    crop_box,
-    draw_before_after,
-    draw_gallery,
-    gallery_order,
-)
+from pipelines.reports import GalleryItem, MetricRow, draw_report, gallery_order
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError
 from segrefiner.io import read_image, read_json, read_mask
@@ -215,13 +209,18 @@ def draw_hr_report(
     ``<out_dir>/gallery.png``: the ``gallery_size`` images of ``rows`` whose IoU changed most
     (or, ``gallery_sort="score"``, with the lowest refinement scores). The PNG paths
     (``gallery`` ``None``: no image to show)."""
-    out = Path(out_dir)
     pairs = [(r["coarse_iou"], r["iou"]) for r in rows if r.get("coarse_iou") is not None]
-    plot = draw_before_after(table, pairs, out / "before_after.png", pair_label="IoU")
     scored = [r for r in rows if r.get("delta_iou") is not None and r.get("image")]
     chosen = gallery_order(scored, gallery_sort, lambda r: abs(r["delta_iou"]))[:gallery_size]
+    items = _gallery_items(chosen, evaluation, pred_root)
+    return draw_report(table, pairs, "IoU", items, out_dir)
+
+
+def _gallery_items(
+    chosen: list[dict[str, Any]], evaluation: HREvaluation, pred_root: str | os.PathLike
+) -> Iterator[GalleryItem]:
+    """The gallery lines of the ``chosen`` rows."""
     by_set = {s.name or "test": s for s in evaluation.sets}
-    items = []
     for row in chosen:
         score = row.get("refine_score")
         score_text = "" if score is None else f", score {100 * score:+.1f}"
@@ -230,16 +229,6 @@ def draw_hr_report(
         gt = read_mask(Path(folder.gt_dir) / row["name"])
         coarse = read_mask(Path(folder.coarse_dir) / coarse_name, shape=gt.shape)
         refined = read_mask(Path(pred_root) / folder.pred_subdir / pred_name, shape=gt.shape)
-        y0, y1, x0, x1 = crop_box([gt, coarse, refined], gt.shape, margin=0.05)
-        items.append(
-            GalleryItem(
-                title=f"{row['set']}/{Path(stem).stem}: IoU {100 * row['delta_iou']:+.1f}"
-                + score_text,
-                image=read_image(row["image"])[y0:y1, x0:x1],
-                coarse=coarse[y0:y1, x0:x1],
-                refined=refined[y0:y1, x0:x1],
-                gt=gt[y0:y1, x0:x1],
-            )
-        )
-    gallery = draw_gallery(items, out / "gallery.png")
-    return {"plot": str(plot), "gallery": str(gallery) if gallery else None}
+        title = f"{row['set']}/{Path(stem).stem}: IoU {100 * row['delta_iou']:+.1f}" + score_text
+        image = read_image(row["image"])
+        yield GalleryItem.cropped(title, image, coarse, refined, gt, margin=0.05)

@@ -1,23 +1,29 @@
-"""What the refinement stages share: their config, the model set-up on a worker, and the work
-directory's store (created once, resumed when the inputs and settings are the same)."""
+"""What the refinement stages share: their config, the model set-up on a worker, the work
+directory's store (created once, resumed when the inputs and settings are the same), and how a
+stage and each of its shards run."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 
 from pipelines.models import checkpoint_id, load_cached_model
+from pipelines.sharding import Shard, ShardsFailedError, run_shards
 from pipelines.stores import MaskStore
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
 from segrefiner.inference import InferenceConfig
 from segrefiner.inference.runtime import AutocastDenoiser, PaddedBatches
 from segrefiner.inference.score import ScoreCalibration
+from segrefiner.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +145,6 @@ def open_or_create_work(
 
 def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
     """The store and every shard's part file, after checking that all shards completed."""
-    from pipelines.sharding import Shard
-    from segrefiner.io import read_json
-
     store = MaskStore.open(work / "refined.zarr", "r+")
     shards = [Shard(**s) for s in store.attrs["shards"]]
     missing = [s.index for s in shards if store.completion_record(s.name) is None]
@@ -152,23 +155,44 @@ def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
     return store, [read_json(work / "parts" / f"{s.name}.json") for s in shards]
 
 
-def run_refine_shards(
-    fn: Any,
-    shards: list,
+class ShardRun(TypedDict, total=False):
+    """Where and how a refinement stage's shards run: the keyword arguments the stage runners
+    (:func:`pipelines.refine_coco.refine_coco`, :func:`pipelines.refine_hr.refine_hr`) pass to
+    :func:`run_stage`, whose defaults apply."""
+
+    num_shards: int
+    dask_address: str | None
+    n_workers: int
+    dask_threads: bool
+    overwrite: bool
+    progress: Any
+
+
+def run_stage(
     work: Path,
     config: RefineConfig,
+    prepare: Callable[..., list[Shard]],
+    run_shard: Callable[[str, RefineConfig, Shard], dict[str, Any]],
+    finalize: Callable[[Path], dict[str, Any]],
     *,
-    dask_address: str | None,
-    n_workers: int,
-    dask_threads: bool,
-    progress: Any,
-) -> None:
-    """Run a refinement stage's shards: in this process, or on Dask. With a CUDA device every
-    shard asks for a ``GPU=1`` resource; a LocalCluster then has one worker per GPU (at most
-    ``n_workers``), each seeing only its own. Raise
-    :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept)."""
-    from pipelines.sharding import ShardsFailedError, run_shards
+    num_shards: int = 1,
+    dask_address: str | None = None,
+    n_workers: int = 0,
+    dask_threads: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """A refinement stage end to end: ``prepare(work, config, num_shards=, overwrite=)``, the
+    shards (``run_shard``: module level, it pickles for Dask workers), ``finalize(work)``.
 
+    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
+    a LocalCluster of ``n_workers`` processes (``dask_threads``: threads of this process) or the
+    scheduler at ``dask_address``. With a CUDA device every shard asks for a ``GPU=1``
+    resource; a LocalCluster then has one worker per GPU (at most ``n_workers``), each seeing
+    only its own. Completed shards are skipped. Raises
+    :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept;
+    re-running does the rest)."""
+    shards = prepare(work, config, num_shards=num_shards, overwrite=overwrite)
     resources, gpus = None, None
     if config.device.startswith("cuda") and (dask_address or n_workers):
         resources = {"GPU": 1}
@@ -176,7 +200,7 @@ def run_refine_shards(
             gpus = local_gpus(n_workers)
             n_workers = len(gpus)
     _, failures = run_shards(
-        fn,
+        run_shard,
         shards,
         (str(work), config),
         dask_address=dask_address,
@@ -189,6 +213,38 @@ def run_refine_shards(
     )
     if failures:
         raise ShardsFailedError(failures)
+    return finalize(work)
+
+
+def refine_shard(
+    work_dir: str | os.PathLike,
+    config: RefineConfig,
+    shard: Shard,
+    refine: Callable[[Any, MaskStore, RefineConfig, InferenceSetup], tuple[dict, dict]],
+) -> dict[str, Any]:
+    """One shard of a refinement stage; a completed shard is skipped. Returns the completion
+    record.
+
+    ``refine(inputs, store, config, setup)`` gets the shard's ``inputs/<shard>.json`` and the
+    model (:func:`inference_setup`) and returns the content of ``parts/<shard>.json`` and the
+    record's counts; the part file is written before the completion record.
+    """
+    started = time.perf_counter()
+    work = Path(work_dir)
+    store = MaskStore.open(work / "refined.zarr", "r+")
+    done = store.completion_record(shard.name)
+    if done is not None:
+        return {**done, "skipped": True}
+    inputs = read_json(work / "inputs" / f"{shard.name}.json")
+    part, counts = refine(inputs, store, config, inference_setup(config))
+    write_json(work / "parts" / f"{shard.name}.json", part)
+    record = {
+        "shard": shard.index,
+        **counts,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    store.mark_complete(shard.name, record)
+    return {**record, "skipped": False}
 
 
 def local_gpus(n_workers: int) -> list[str]:

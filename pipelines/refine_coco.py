@@ -29,11 +29,11 @@ RLE encoding and store writes run behind on a writer thread
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -42,12 +42,14 @@ from pipelines.packing import CropQueue
 from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
+    InferenceSetup,
     RefineConfig,
+    ShardRun,
     completed_parts,
-    inference_setup,
     open_or_create_work,
+    refine_shard,
     run_fingerprint,
-    run_refine_shards,
+    run_stage,
 )
 from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
@@ -170,38 +172,27 @@ class _Emitter:
     def emit(
         self,
         image: dict,
-        masks: np.ndarray,
+        masks: np.ndarray | None,
         refined: np.ndarray,
         status: str,
         reason: str | None,
         scores: np.ndarray | None = None,
         guarded: np.ndarray | None = None,
     ) -> None:
-        if self.store is not None:
-            self.store.write_mask(KIND, str(image["image_id"]), masks, attrs={"status": status})
-        self._add(image, rle.encode_many(masks), refined, status, reason, scores, guarded)
-
-    def emit_original(self, image: dict, status: str, reason: str | None) -> None:
-        """Pass an image's detections through without decoding them (no store masks)."""
+        """Add an image's entries and row. ``masks`` ``None``: its detections pass through
+        exactly as they came (not decoded, not stored)."""
         detections = image["detections"]
-        original = [det["segmentation"] for det in detections]
-        self._add(image, original, np.zeros(len(detections), bool), status, reason)
-
-    def _add(
-        self,
-        image: dict,
-        segmentations: list,
-        refined: np.ndarray,
-        status: str,
-        reason: str | None,
-        scores: np.ndarray | None = None,
-        guarded: np.ndarray | None = None,
-    ) -> None:
-        n = len(image["detections"])
+        if masks is None:
+            segmentations = [det["segmentation"] for det in detections]
+        else:
+            if self.store is not None:
+                self.store.write_mask(KIND, str(image["image_id"]), masks, attrs={"status": status})
+            segmentations = rle.encode_many(masks)
+        n = len(detections)
         scores = np.full(n, np.nan) if scores is None else scores
         guarded = np.zeros(n, bool) if guarded is None else guarded
         for det, seg, was_refined, score, held in zip(
-            image["detections"], segmentations, refined, scores, guarded, strict=True
+            detections, segmentations, refined, scores, guarded, strict=True
         ):
             self.entries.append(
                 {
@@ -240,14 +231,14 @@ def run_refine_coco_shard(
     work_dir: str | os.PathLike, config: RefineConfig, shard: Shard
 ) -> dict[str, Any]:
     """Refine one shard; a completed shard is skipped. Returns the completion record."""
-    started = time.perf_counter()
-    work = Path(work_dir)
-    store = MaskStore.open(work / "refined.zarr", "r+")
-    done = store.completion_record(shard.name)
-    if done is not None:
-        return {**done, "skipped": True}
-    payload = read_json(work / "inputs" / f"{shard.name}.json")
-    denoiser, diffusion, infer, calibrations = inference_setup(config)
+    return refine_shard(work_dir, config, shard, _refine_images)
+
+
+def _refine_images(
+    payload: dict, store: MaskStore, config: RefineConfig, setup: InferenceSetup
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A shard's images: the part file (result entries, per-image rows) and the counts."""
+    denoiser, diffusion, infer, calibrations = setup
     emitter = _Emitter(store if config.write_store else None, infer, calibrations.get("instance"))
 
     def load(image: dict) -> tuple[np.ndarray | None, PreparedInstances | None, str | None]:
@@ -288,11 +279,8 @@ def run_refine_coco_shard(
 
     def unrefined(image: dict, masks: np.ndarray | None, reason: str) -> None:
         log.warning("image id %s: passed through unrefined: %s", image["image_id"], reason)
-        if masks is None:  # not decoded: the detections go out exactly as they came in
-            behind.submit(emitter.emit_original, image, "failed", reason)
-        else:
-            flags = np.zeros(len(masks), bool)
-            behind.submit(emitter.emit, image, masks, flags, "failed", reason)
+        flags = np.zeros(len(image["detections"]), bool)
+        behind.submit(emitter.emit, image, masks, flags, "failed", reason)
 
     with WriteBehind(depth=4) as behind:
         # crops of consecutive images share full batches; pasting, RLE and store writes run
@@ -318,19 +306,13 @@ def run_refine_coco_shard(
             ]
             queue.add(image, prepared, gens)
         queue.flush()
-    write_json(
-        work / "parts" / f"{shard.name}.json", {"entries": emitter.entries, "rows": emitter.rows}
-    )
-    record = {
-        "shard": shard.index,
+    counts = {
         "images": len(emitter.rows),
         "detections": len(emitter.entries),
         "refined": int(sum(e["refined"] for e in emitter.entries)),
         "failed_images": sum(r["status"] != "ok" for r in emitter.rows),
-        "seconds": round(time.perf_counter() - started, 3),
     }
-    store.mark_complete(shard.name, record)
-    return {**record, "skipped": False}
+    return {"entries": emitter.entries, "rows": emitter.rows}, counts
 
 
 # --------------------------------------------------------------------------- finalize
@@ -388,43 +370,23 @@ def refine_coco(
     config: RefineConfig,
     *,
     work_dir: str | os.PathLike | None = None,
-    num_shards: int = 1,
-    dask_address: str | None = None,
-    n_workers: int = 0,
-    dask_threads: bool = False,
-    overwrite: bool = False,
-    progress: Any = None,
+    **run: Unpack[ShardRun],
 ) -> dict[str, Any]:
     """Refine a results file end to end: prepare, run the shards, assemble the output.
 
-    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
-    a LocalCluster of ``n_workers`` processes (with a CUDA ``config.device``, one per GPU, each
-    seeing only its own) or the scheduler at ``dask_address``; on CUDA every shard asks for a
-    ``GPU=1`` resource.
-    ``dask_threads`` makes the LocalCluster's workers threads of this process. Completed shards
-    are skipped. Raises :class:`ShardsFailedError` when shards fail (the
-    others are kept; re-running does the rest).
+    ``run``: ``num_shards``, ``dask_address``, ``n_workers``, ``dask_threads``, ``overwrite``,
+    ``progress``, as in :func:`pipelines.refine.run_stage` (``n_workers=0`` without
+    ``dask_address``: the shards run in this process). The work directory defaults to
+    ``<output stem>.work`` beside ``output``.
     """
     output = Path(output)
     work = Path(work_dir) if work_dir else output.with_name(output.stem + ".work")
     with folder_lock(work, f"refining into {output}"):
-        shards = prepare_refine_coco(
-            results,
-            annotations,
-            image_root,
+        return run_stage(
             work,
             config,
-            num_shards=num_shards,
-            overwrite=overwrite,
-        )
-        run_refine_shards(
+            functools.partial(prepare_refine_coco, results, annotations, image_root),
             run_refine_coco_shard,
-            shards,
-            work,
-            config,
-            dask_address=dask_address,
-            n_workers=n_workers,
-            dask_threads=dask_threads,
-            progress=progress,
+            functools.partial(finalize_refine_coco, output=output),
+            **run,
         )
-        return finalize_refine_coco(work, output)

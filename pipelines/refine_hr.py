@@ -22,12 +22,13 @@ than its image writes no output.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
@@ -36,12 +37,14 @@ from pipelines.models import file_sha256
 from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
+    InferenceSetup,
     RefineConfig,
+    ShardRun,
     completed_parts,
-    inference_setup,
     open_or_create_work,
+    refine_shard,
     run_fingerprint,
-    run_refine_shards,
+    run_stage,
 )
 from pipelines.sharding import Shard, plan_shards
 from pipelines.stores import MaskStore
@@ -50,7 +53,7 @@ from segrefiner.errors import InputError
 from segrefiner.inference import item_generator
 from segrefiner.inference.score import ScoreCalibration, score_histogram
 from segrefiner.inference.semantic import SemanticItem, SemanticResult, refine_semantic_group
-from segrefiner.io import read_image, read_json, read_mask, resolve_under, write_json, write_mask
+from segrefiner.io import read_image, read_mask, resolve_under, write_json, write_mask
 from segrefiner.locking import folder_lock
 
 log = logging.getLogger(__name__)
@@ -235,14 +238,15 @@ def run_refine_hr_shard(
     Images are read ahead on threads, ``config.pack_images`` of them at a time share network
     batches, and PNG / store writes run behind on another thread.
     """
-    started = time.perf_counter()
-    work = Path(work_dir)
-    store = MaskStore.open(work / "refined.zarr", "r+")
-    done = store.completion_record(shard.name)
-    if done is not None:
-        return {**done, "skipped": True}
-    samples = read_json(work / "inputs" / f"{shard.name}.json")["samples"]
-    denoiser, diffusion, infer, calibrations = inference_setup(config)
+    return refine_shard(work_dir, config, shard, _refine_samples)
+
+
+def _refine_samples(
+    payload: dict, store: MaskStore, config: RefineConfig, setup: InferenceSetup
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A shard's samples: the part file (per-sample rows) and the counts."""
+    samples = payload["samples"]
+    denoiser, diffusion, infer, calibrations = setup
     rows: dict[str, dict[str, Any]] = {}
     group: list[tuple[dict, np.ndarray, np.ndarray]] = []
     group_started = time.perf_counter()
@@ -295,15 +299,10 @@ def run_refine_hr_shard(
         if group:
             run_group(behind)
     ordered = [rows[sample["sample_id"]] for sample in samples]
-    write_json(work / "parts" / f"{shard.name}.json", {"rows": ordered})
-    record = {
-        "shard": shard.index,
+    return {"rows": ordered}, {
         "samples": len(ordered),
         "failed": sum(r["status"] == "failed" for r in ordered),
-        "seconds": round(time.perf_counter() - started, 3),
     }
-    store.mark_complete(shard.name, record)
-    return {**record, "skipped": False}
 
 
 # --------------------------------------------------------------------------- finalize / all
@@ -336,32 +335,22 @@ def refine_hr(
     config: RefineConfig,
     *,
     work_dir: str | os.PathLike | None = None,
-    num_shards: int = 1,
-    dask_address: str | None = None,
-    n_workers: int = 0,
-    dask_threads: bool = False,
-    overwrite: bool = False,
-    progress: Any = None,
+    **run: Unpack[ShardRun],
 ) -> dict[str, Any]:
-    """Refine ``records`` (see :func:`list_samples`) into ``out_dir``; shards run in this process
-    (``n_workers=0``) or on Dask, as in :func:`pipelines.refine_coco.refine_coco`."""
+    """Refine ``records`` (see :func:`list_samples`) into ``out_dir``; ``run`` as in
+    :func:`pipelines.refine_coco.refine_coco`. The work directory defaults to
+    ``<out_dir>/.work``."""
     if not records:
         raise InputError("nothing to refine: the listing is empty")
     work = Path(work_dir) if work_dir else Path(out_dir) / ".work"
     with folder_lock(out_dir, "refining into it"):
-        shards = prepare_refine_hr(
-            records, out_dir, work, config, num_shards=num_shards, overwrite=overwrite
-        )
-        run_refine_shards(
-            run_refine_hr_shard,
-            shards,
+        summary = run_stage(
             work,
             config,
-            dask_address=dask_address,
-            n_workers=n_workers,
-            dask_threads=dask_threads,
-            progress=progress,
+            functools.partial(prepare_refine_hr, records, out_dir),
+            run_refine_hr_shard,
+            finalize_refine_hr,
+            **run,
         )
-        summary = finalize_refine_hr(work)
     summary["out_dir"] = str(out_dir)
     return summary

@@ -24,6 +24,7 @@ __all__ = [
     "MetricRow",
     "draw_before_after",
     "draw_gallery",
+    "draw_report",
     "draw_score_histogram",
     "format_table",
     "gallery_order",
@@ -126,6 +127,26 @@ class GalleryItem:
     coarse: np.ndarray  # H x W bool
     refined: np.ndarray
     gt: np.ndarray | None = None
+
+    @classmethod
+    def cropped(
+        cls,
+        title: str,
+        image: np.ndarray,
+        coarse: np.ndarray,
+        refined: np.ndarray,
+        gt: np.ndarray | None,
+        margin: float = 0.15,
+    ) -> GalleryItem:
+        """The item of a whole image and its masks, cut to :func:`crop_box` of the masks."""
+        y0, y1, x0, x1 = crop_box([coarse, refined, gt], coarse.shape, margin)
+        return cls(
+            title=title,
+            image=image[y0:y1, x0:x1],
+            coarse=coarse[y0:y1, x0:x1],
+            refined=refined[y0:y1, x0:x1],
+            gt=None if gt is None else gt[y0:y1, x0:x1],
+        )
 
 
 def crop_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.15) -> tuple:
@@ -267,6 +288,22 @@ def draw_before_after(
     scatter.set_ylabel(f"refined {pair_label}")
     scatter.set_title(f"per item ({len(pairs)})")
     return _save_png(fig, path)
+
+
+def draw_report(
+    table: Sequence[MetricRow],
+    pairs: Sequence[tuple[float, float]],
+    pair_label: str,
+    items: Iterable[GalleryItem],
+    out_dir: str | os.PathLike,
+) -> dict[str, str | None]:
+    """``<out_dir>/before_after.png`` (:func:`draw_before_after` of ``table`` and ``pairs``),
+    then ``<out_dir>/gallery.png`` of ``items`` (taken after the plot is written). The PNG
+    paths (``gallery`` ``None``: no items)."""
+    out = Path(out_dir)
+    plot = draw_before_after(table, pairs, out / "before_after.png", pair_label=pair_label)
+    gallery = draw_gallery(list(items), out / "gallery.png")
+    return {"plot": str(plot), "gallery": str(gallery) if gallery else None}
 
 
 # --------------------------------------------------------------------------- refinement scores

@@ -106,17 +106,7 @@ class KindSummary:
     guarded: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "instances": self.instances,
-            "coarse": self.coarse,
-            "refined": self.refined,
-            "harmed": self.harmed,
-            "helped": self.helped,
-            "coarse_iou_percentiles": self.coarse_iou_percentiles,
-            "score_spearman": self.score_spearman,
-            "guarded": self.guarded,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segrefiner.cli.argtypes import non_negative_int
+from segrefiner.cli.argtypes import add_command_group, non_negative_int
 
 DEFAULT_LVIS_VAL = Path("data/lvis/annotations/lvis_v1_val.json")
 DEFAULT_COCO_VAL = Path("data/coco/annotations/instances_val2017.json")
@@ -22,14 +22,14 @@ DEFAULT_COCOFIED = Path("data/lvis/annotations/lvis_v1_val_cocofied.json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "data",
-        help="generate the demo data set, build the cocofied LVIS val, check results files",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        __doc__,
+        "generate the demo data set, build the cocofied LVIS val, check results files",
+        dest="data_command",
+        metavar="DATA_COMMAND",
     )
-    sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-    p.set_defaults(func=lambda args: _usage(p))
 
     demo = sub.add_parser(
         "demo",
@@ -132,11 +132,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="accept any of the 80 COCO category ids (e.g. against the cocofied LVIS val)",
     )
     check.set_defaults(func=run_check)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -20,19 +20,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segrefiner.cli.argtypes import non_negative_int, positive_int
+from segrefiner.cli.argtypes import add_command_group, non_negative_int, positive_int
 from segrefiner.io import write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "eval",
-        help="evaluate results: COCO/LVIS mask and boundary AP, or IoU/mBA of mask folders",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        __doc__,
+        "evaluate results: COCO/LVIS mask and boundary AP, or IoU/mBA of mask folders",
+        dest="eval_command",
+        metavar="KIND",
     )
-    p.set_defaults(func=lambda args: _usage(p))
-    sub = p.add_subparsers(dest="eval_command", metavar="KIND")
 
     coco = sub.add_parser("coco", help="mask AP / boundary AP of instance results (COCO or LVIS)")
     coco.add_argument("--gt", type=Path, required=True, help="annotation file (COCO/LVIS JSON)")
@@ -191,11 +191,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=positive_int, default=1, help="local worker processes (default 1)"
     )
-
-
-def _usage(p: argparse.ArgumentParser) -> int:
-    p.print_help()
-    return 2
 
 
 def _pct(value: float | None, digits: int) -> str:

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from segrefiner.cli.argtypes import non_negative_int, positive_int
+from segrefiner.cli.argtypes import add_command, non_negative_int, positive_int
 from segrefiner.errors import InputError, SegRefinerError
 from segrefiner.io import read_image, read_mask, write_mask
 from segrefiner.locking import folder_lock
@@ -29,11 +29,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "refine",
-        help="refine an image + coarse mask (or folders of them)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        subparsers, "refine", __doc__, "refine an image + coarse mask (or folders of them)"
     )
     p.add_argument(
         "--checkpoint",

@@ -21,15 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from segrefiner.cli.argtypes import non_negative_int, positive_int
+from segrefiner.cli.argtypes import add_command, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
-        help="train a model from a YAML recipe (single process, or DDP under torchrun)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        __doc__,
+        "train a model from a YAML recipe (single process, or DDP under torchrun)",
     )
     p.add_argument("--config", type=Path, required=True, help="training YAML (configs/*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")

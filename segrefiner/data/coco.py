@@ -241,6 +241,19 @@ class InstanceSet:
             raise InputError(f"{self.source}: unknown image id {image_id!r}") from None
 
 
+def _by_id(
+    data: dict, key: str, what: str, parse: Callable[[dict, str], Any], source: str
+) -> dict[int, Any]:
+    """The parsed entries of ``data[key]`` by their ``id``; a repeated id is refused."""
+    out: dict[int, Any] = {}
+    for i, entry in enumerate(_list_of_dicts(data, key, source)):
+        item = parse(entry, f"{source}: {key}[{i}]")
+        if item.id in out:
+            raise InputError(f"{source}: {key}[{i}]: duplicate {what} id {item.id}")
+        out[item.id] = item
+    return out
+
+
 def parse_instances(
     data: Any,
     *,
@@ -262,19 +275,8 @@ def parse_instances(
     parse_image = parse_image or _coco_image
     parse_category = parse_category or _coco_category
 
-    images: dict[int, ImageInfo] = {}
-    for i, entry in enumerate(_list_of_dicts(data, "images", source)):
-        info = parse_image(entry, f"{source}: images[{i}]")
-        if info.id in images:
-            raise InputError(f"{source}: images[{i}]: duplicate image id {info.id}")
-        images[info.id] = info
-
-    categories: dict[int, Category] = {}
-    for i, entry in enumerate(_list_of_dicts(data, "categories", source)):
-        cat = parse_category(entry, f"{source}: categories[{i}]")
-        if cat.id in categories:
-            raise InputError(f"{source}: categories[{i}]: duplicate category id {cat.id}")
-        categories[cat.id] = cat
+    images: dict[int, ImageInfo] = _by_id(data, "images", "image", parse_image, source)
+    categories: dict[int, Category] = _by_id(data, "categories", "category", parse_category, source)
 
     annotations: list[Annotation] = []
     seen: set[int] = set()

@@ -21,11 +21,14 @@ differ, the statistics do not).
 from __future__ import annotations
 
 import math
+from typing import TypedDict, Unpack
 
 import cv2
 import numpy as np
 
 __all__ = [
+    "DegradeOptions",
+    "SimplifyOptions",
     "fill_holes",
     "modify_boundary",
     "modify_boundary_expand",
@@ -167,6 +170,11 @@ def simplify_boundary(
 
     ``H x W`` mask (non-zero foreground) -> ``H x W`` ``bool``. Equals ``mask`` when no contour
     has at least 10 vertices.
+
+    Args:
+        regional_sample_rate: fraction of each contour's vertices removed as one run.
+        sample_rate: fraction of the remaining vertices kept.
+        move_rate: std of the radial vertex jitter (0 in every official config: no movement).
     """
     image = _as_u8(mask)
     contours, _ = cv2.findContours(image, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
@@ -186,14 +194,26 @@ def simplify_boundary(
     return drawn > 0
 
 
+class SimplifyOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`simplify_boundary` (its defaults apply)."""
+
+    regional_sample_rate: float
+    sample_rate: float
+    move_rate: float
+
+
+class DegradeOptions(SimplifyOptions, total=False):
+    """The keyword arguments of :func:`modify_boundary` (its defaults apply)."""
+
+    iou_target: float
+
+
 def modify_boundary(
     mask: np.ndarray,
     rng: np.random.Generator,
     *,
     iou_target: float = 0.8,
-    regional_sample_rate: float = 0.1,
-    sample_rate: float = 0.1,
-    move_rate: float = 0.0,
+    **simplify: Unpack[SimplifyOptions],
 ) -> np.ndarray:
     """Make a coarse mask from a fine one (§4.5 of the specification).
 
@@ -201,9 +221,8 @@ def modify_boundary(
         mask: ``H x W`` mask, any dtype; non-zero is foreground.
         rng: the only source of randomness.
         iou_target: :func:`perturb_seg` stops once IoU with the polygonised mask is below this.
-        regional_sample_rate: fraction of each contour's vertices removed as one run.
-        sample_rate: fraction of the remaining vertices kept.
-        move_rate: std of the radial vertex jitter (0 in every official config: no movement).
+        simplify: ``regional_sample_rate``, ``sample_rate``, ``move_rate`` of
+            :func:`simplify_boundary` (defaults 0.1, 0.1, 0.0, as every official config).
 
     Returns:
         ``H x W`` ``bool`` coarse mask. IoU with ``mask`` is usually a little below
@@ -215,13 +234,7 @@ def modify_boundary(
     foreground, also on the no-polygon fallback (the official offline script passes a GT whose
     255s wrapped to 1 in uint8, which its ``> 127`` threshold would then empty).
     """
-    drawn = simplify_boundary(
-        mask,
-        rng,
-        regional_sample_rate=regional_sample_rate,
-        sample_rate=sample_rate,
-        move_rate=move_rate,
-    )
+    drawn = simplify_boundary(mask, rng, **simplify)
     return perturb_seg(drawn, rng, iou_target) >= 128
 
 
@@ -240,24 +253,11 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def modify_boundary_expand(
-    mask: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    iou_target: float = 0.8,
-    regional_sample_rate: float = 0.1,
-    sample_rate: float = 0.1,
-    move_rate: float = 0.0,
+    mask: np.ndarray, rng: np.random.Generator, **options: Unpack[DegradeOptions]
 ) -> np.ndarray:
     """The HR "expand" coarse mask: :func:`modify_boundary` of the hole-filled mask.
 
-    ``H x W`` mask (non-zero foreground) -> ``H x W`` ``bool``; arguments as
+    ``H x W`` mask (non-zero foreground) -> ``H x W`` ``bool``; ``options`` as
     :func:`modify_boundary`.
     """
-    return modify_boundary(
-        fill_holes(mask),
-        rng,
-        iou_target=iou_target,
-        regional_sample_rate=regional_sample_rate,
-        sample_rate=sample_rate,
-        move_rate=move_rate,
-    )
+    return modify_boundary(fill_holes(mask), rng, **options)

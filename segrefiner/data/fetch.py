@@ -55,55 +55,56 @@ class Source:
         return self.url.rsplit("/", 1)[-1]
 
 
+def _by_name(*sources: Source) -> dict[str, Source]:
+    return {s.name: s for s in sources}
+
+
 _PYPI = "https://files.pythonhosted.org/packages"
 
 # The sdists the real-photo data set is built from (see segrefiner.data.real). labelme is
 # GPL-3.0: it is read at build time only, nothing of it is copied into this repository.
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source(
-            "labelme-toolkit",
-            "1.3.3",
-            f"{_PYPI}/e1/80/e6745da2a749f2f16a9edc8a16d81cadd51a5f0611c1b7c41c4092cca729/"
-            "labelme_toolkit-1.3.3.tar.gz",
-            "3c731671db201269eb927e0f521a169184fc9741658e5c2ffcb4047edaa4207d",
-            "MIT",
-        ),
-        Source(
-            "labelme",
-            "6.3.1",
-            f"{_PYPI}/0f/6f/353ca36fe1a3a5fa31cc1cf93c7438dd43f0ac8a16269c3912055f0112e2/"
-            "labelme-6.3.1.tar.gz",
-            "2947e0d8341a92faa7b3ee50cf4b672f838051c6bf24892526e95b64fd3a707e",
-            "GPL-3.0",
-        ),
-        Source(
-            "realesrgan",
-            "0.3.0",
-            f"{_PYPI}/75/40/4af728ed9c48ac65634976535f36afd421de39315920e5f740049a6524a6/"
-            "realesrgan-0.3.0.tar.gz",
-            "0d36da96ab9f447071606e91f502ccdfb08f80cc82ee4f8caf720c7745ccec7e",
-            "BSD-3-Clause",
-        ),
-        Source(
-            "scikit-image",
-            "0.26.0",
-            f"{_PYPI}/a1/b4/2528bb43c67d48053a7a649a9666432dc307d66ba02e3a6d5c40f46655df/"
-            "scikit_image-0.26.0.tar.gz",
-            "f5f970ab04efad85c24714321fcc91613fcb64ef2a892a13167df2f3e59199fa",
-            "BSD-3-Clause",
-        ),
-        Source(
-            "scikit-learn",
-            "1.9.1",
-            f"{_PYPI}/d2/eb/eaf5e07fcc0da7149b0e084f24e54edd7441b9a89ce7e034032ae97fe3a0/"
-            "scikit_learn-1.9.1.tar.gz",
-            "629cada3e33e2b9bf376cdc7614a47a4140b8aedc1d836579e359736fbd82977",
-            "BSD-3-Clause",
-        ),
-    )
-}
+SOURCES: dict[str, Source] = _by_name(
+    Source(
+        "labelme-toolkit",
+        "1.3.3",
+        f"{_PYPI}/e1/80/e6745da2a749f2f16a9edc8a16d81cadd51a5f0611c1b7c41c4092cca729/"
+        "labelme_toolkit-1.3.3.tar.gz",
+        "3c731671db201269eb927e0f521a169184fc9741658e5c2ffcb4047edaa4207d",
+        "MIT",
+    ),
+    Source(
+        "labelme",
+        "6.3.1",
+        f"{_PYPI}/0f/6f/353ca36fe1a3a5fa31cc1cf93c7438dd43f0ac8a16269c3912055f0112e2/"
+        "labelme-6.3.1.tar.gz",
+        "2947e0d8341a92faa7b3ee50cf4b672f838051c6bf24892526e95b64fd3a707e",
+        "GPL-3.0",
+    ),
+    Source(
+        "realesrgan",
+        "0.3.0",
+        f"{_PYPI}/75/40/4af728ed9c48ac65634976535f36afd421de39315920e5f740049a6524a6/"
+        "realesrgan-0.3.0.tar.gz",
+        "0d36da96ab9f447071606e91f502ccdfb08f80cc82ee4f8caf720c7745ccec7e",
+        "BSD-3-Clause",
+    ),
+    Source(
+        "scikit-image",
+        "0.26.0",
+        f"{_PYPI}/a1/b4/2528bb43c67d48053a7a649a9666432dc307d66ba02e3a6d5c40f46655df/"
+        "scikit_image-0.26.0.tar.gz",
+        "f5f970ab04efad85c24714321fcc91613fcb64ef2a892a13167df2f3e59199fa",
+        "BSD-3-Clause",
+    ),
+    Source(
+        "scikit-learn",
+        "1.9.1",
+        f"{_PYPI}/d2/eb/eaf5e07fcc0da7149b0e084f24e54edd7441b9a89ce7e034032ae97fe3a0/"
+        "scikit_learn-1.9.1.tar.gz",
+        "629cada3e33e2b9bf376cdc7614a47a4140b8aedc1d836579e359736fbd82977",
+        "BSD-3-Clause",
+    ),
+)
 
 
 _DEBIAN = "http://deb.debian.org/debian/pool/main"
@@ -112,18 +113,15 @@ _DEBIAN = "http://deb.debian.org/debian/pool/main"
 # is served over plain HTTP (its archive is signed, not its transport): the pinned sha256 is
 # what makes the file trusted. The photographs are GPL-2+; read at build time, never copied
 # into this repository.
-HR_SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source(
-            "mate-backgrounds",
-            "1.26.0-1",
-            f"{_DEBIAN}/m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb",
-            "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
-            "GPL-2+",
-        ),
-    )
-}
+HR_SOURCES: dict[str, Source] = _by_name(
+    Source(
+        "mate-backgrounds",
+        "1.26.0-1",
+        f"{_DEBIAN}/m/mate-backgrounds/mate-backgrounds_1.26.0-1_all.deb",
+        "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+        "GPL-2+",
+    ),
+)
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:

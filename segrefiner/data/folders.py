@@ -193,30 +193,74 @@ def _pair(
                 problems.append(problems_here)
                 continue
             image = expected_image[name]
-        gt = gts.get(name)
-        if gt is None and require_gt:
-            if strict:
-                problems.append(f"{image}: no ground-truth mask {expected_gt[name]}")
-                continue
-            gt = expected_gt[name]
-        coarse = coarses.get(name)
-        if coarse is None and require_coarse:
-            if strict:
-                problems.append(f"{image}: no coarse mask {expected_coarse[name]}")
-                continue
-            coarse = expected_coarse[name]
-        records.append(
-            SampleRecord(
-                sample_id=f"{dataset}/{split}/{name}",
-                dataset=dataset,
-                split=split,
-                name=name,
-                image=image,
-                gt=gt,
-                coarse=coarse,
-            )
-        )
+        masks: dict[str, Path | None] = {}
+        for field, found, expected, required, what in (
+            ("gt", gts, expected_gt, require_gt, "ground-truth"),
+            ("coarse", coarses, expected_coarse, require_coarse, "coarse"),
+        ):
+            masks[field] = found.get(name)
+            if masks[field] is None and required:
+                if strict:
+                    problems.append(f"{image}: no {what} mask {expected[name]}")
+                    break  # no record
+                masks[field] = expected[name]
+        else:
+            sample_id = f"{dataset}/{split}/{name}"
+            records.append(SampleRecord(sample_id, dataset, split, name, image, **masks))
     return records
+
+
+def _read_folders(
+    root: Path,
+    dataset: str,
+    split: str,
+    im_dir: Path,
+    gt_dir: Path,
+    coarse: str | None,
+    *,
+    folder_names: tuple[str, str, str | None],
+    require_gt: bool,
+    require_coarse: bool,
+    strict: bool,
+    problems: list[str],
+) -> list[SampleRecord]:
+    """Records of an image folder and a mask folder matched by stem, with the coarse masks of
+    the folder ``coarse`` (relative to ``root``) when given.
+
+    ``folder_names`` name the image, mask and coarse folders in "folder not found" errors; a
+    missing mask folder is an error only with ``require_gt``, a missing coarse folder only when
+    it has a name (without one it holds no masks).
+    """
+    image_what, gt_what, coarse_what = folder_names
+    _require_dir(im_dir, image_what)
+    images = _by_stem(_files(im_dir, IMAGE_SUFFIXES), problems)
+    gts: dict[str, Path] = {}
+    if gt_dir.is_dir():
+        gts = _by_stem(_files(gt_dir, (".png",)), problems)
+    elif require_gt:
+        raise InputError(f"{gt_dir}: {gt_what} folder not found")
+    coarse_dir = _rel(root, coarse) if coarse is not None else None
+    coarses: dict[str, Path] = {}
+    if coarse_dir is not None:
+        if coarse_what is not None:
+            _require_dir(coarse_dir, coarse_what)
+        if coarse_dir.is_dir():
+            coarses = _by_stem(_files(coarse_dir, (".png",)), problems)
+    names = set(images) | set(gts) | set(coarses)
+    return _pair(
+        dataset=dataset,
+        split=split,
+        images=images,
+        gts=gts,
+        coarses=coarses,
+        expected_image=_keys(names, im_dir, ".jpg"),
+        expected_gt=_keys(names, gt_dir, ".png"),
+        expected_coarse=_keys(names, coarse_dir or im_dir.parent / "coarse", ".png"),
+        require_gt=require_gt,
+        require_coarse=require_coarse and coarse is not None,
+        strict=strict,
+        problems=problems,
+    )
 
 
 def _keys(names: Iterable[str], folder: Path, suffix: str) -> dict[str, Path]:
@@ -290,32 +334,16 @@ def read_dis(
     problems: list[str] = []
     for set_name in sets:
         set_dir = _rel(root, f"dis/{set_name}")
-        im_dir, gt_dir = set_dir / "im", set_dir / "gt"
-        _require_dir(im_dir, f"DIS-5K {set_name} image")
-        images = _by_stem(_files(im_dir, IMAGE_SUFFIXES), problems)
-        gts: dict[str, Path] = {}
-        if gt_dir.is_dir():
-            gts = _by_stem(_files(gt_dir, (".png",)), problems)
-        elif require_gt:
-            raise InputError(f"{gt_dir}: DIS-5K {set_name} ground-truth folder not found")
-        coarses: dict[str, Path] = {}
-        coarse_dir = None
-        if segmentor is not None:
-            coarse_dir = _rel(root, f"dis/coarse/{segmentor}/{set_name}")
-            if coarse_dir.is_dir():
-                coarses = _by_stem(_files(coarse_dir, (".png",)), problems)
-        names = set(images) | set(gts) | set(coarses)
-        records += _pair(
-            dataset="dis",
-            split=set_name,
-            images=images,
-            gts=gts,
-            coarses=coarses,
-            expected_image=_keys(names, im_dir, ".jpg"),
-            expected_gt=_keys(names, gt_dir, ".png"),
-            expected_coarse=_keys(names, coarse_dir or set_dir / "coarse", ".png"),
+        records += _read_folders(
+            root,
+            "dis",
+            set_name,
+            set_dir / "im",
+            set_dir / "gt",
+            None if segmentor is None else f"dis/coarse/{segmentor}/{set_name}",
+            folder_names=(f"DIS-5K {set_name} image", f"DIS-5K {set_name} ground-truth", None),
             require_gt=require_gt,
-            require_coarse=require_coarse and segmentor is not None,
+            require_coarse=require_coarse,
             strict=strict,
             problems=problems,
         )
@@ -402,31 +430,17 @@ def read_pairs(
     """
     root = Path(data_root)
     im_dir, gt_dir = _rel(root, images), _rel(root, masks)
-    _require_dir(im_dir, "image")
     problems: list[str] = []
-    image_map = _by_stem(_files(im_dir, IMAGE_SUFFIXES), problems)
-    gt_map: dict[str, Path] = {}
-    if gt_dir.is_dir():
-        gt_map = _by_stem(_files(gt_dir, (".png",)), problems)
-    elif require_gt:
-        raise InputError(f"{gt_dir}: mask folder not found")
-    coarse_dir = _rel(root, coarse) if coarse is not None else None
-    coarse_map: dict[str, Path] = {}
-    if coarse_dir is not None:
-        _require_dir(coarse_dir, "coarse mask")
-        coarse_map = _by_stem(_files(coarse_dir, (".png",)), problems)
-    names = set(image_map) | set(gt_map) | set(coarse_map)
-    records = _pair(
-        dataset=dataset,
-        split=split,
-        images=image_map,
-        gts=gt_map,
-        coarses=coarse_map,
-        expected_image=_keys(names, im_dir, ".jpg"),
-        expected_gt=_keys(names, gt_dir, ".png"),
-        expected_coarse=_keys(names, coarse_dir or im_dir.parent / "coarse", ".png"),
+    records = _read_folders(
+        root,
+        dataset,
+        split,
+        im_dir,
+        gt_dir,
+        coarse,
+        folder_names=("image", "mask", "coarse mask"),
         require_gt=require_gt,
-        require_coarse=require_coarse and coarse is not None,
+        require_coarse=require_coarse,
         strict=strict,
         problems=problems,
     )

@@ -69,18 +69,23 @@ def boundary_ious_reference(
     return ious
 
 
+def scored_cell(evaluator, img_id, cat_id) -> tuple[list, list]:
+    """What ``COCOeval.computeIoU`` compares for one image and category: the ground truths and
+    the detections, best score first (stable sort), cut to the last ``maxDets``."""
+    gt, dt = evaluator._gts[img_id, cat_id], evaluator._dts[img_id, cat_id]
+    order = np.argsort([-d["score"] for d in dt], kind="mergesort")
+    return gt, [dt[i] for i in order][: evaluator.params.maxDets[-1]]
+
+
 def reference_boundary_cocoeval(coco_gt, coco_dt, dilation_ratio: float = 0.02):
     """A ``COCOeval`` computing boundary-type IoUs with :func:`boundary_ious_reference`."""
     from pycocotools.cocoeval import COCOeval
 
     class ReferenceBoundaryCOCOeval(COCOeval):
         def computeIoU(self, imgId, catId):  # the parent's name
-            p = self.params
-            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
-            if len(gt) == 0 and len(dt) == 0:
+            gt, dt = scored_cell(self, imgId, catId)
+            if not gt and not dt:
                 return []
-            order = np.argsort([-d["score"] for d in dt], kind="mergesort")
-            dt = [dt[i] for i in order][: p.maxDets[-1]]
             return boundary_ious_reference(
                 [d["segmentation"] for d in dt],
                 [g["segmentation"] for g in gt],

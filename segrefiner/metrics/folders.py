@@ -19,6 +19,7 @@ prediction whose size differs from its ground truth is always an error.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import os
 from collections.abc import Sequence
@@ -69,12 +70,7 @@ class SetScores:
     empty_band: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "iou": self.iou,
-            "mba": self.mba,
-            "num_images": self.num_images,
-            "empty_band": self.empty_band,
-        }
+        return dataclasses.asdict(self)
 
 
 def _delta(new: float | None, old: float | None) -> float | None:

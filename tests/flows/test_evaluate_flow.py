@@ -10,11 +10,29 @@ from flows.params import ClusterParams, EvaluateParams, ReportParams
 THREADS = ClusterParams(n_workers=1, threads_per_worker=2, processes=False)
 
 
+def _evaluate(tmp_path, dataset, coarse, refined, ground_truth, **fields) -> tuple[dict, dict]:
+    """The flow's result (label ``<dataset>-demo``, on threads, reports under
+    ``tmp_path/report``) and its table by key."""
+    from flows.evaluate import evaluate
+
+    params = EvaluateParams(
+        dataset=dataset,
+        label=f"{dataset}-demo",
+        coarse=str(coarse),
+        refined=str(refined),
+        ground_truth=str(ground_truth),
+        output_dir=str(tmp_path / "report"),
+        cluster=THREADS,
+        **fields,
+    )
+    result = evaluate(params)
+    return result, {row["key"]: row for row in result["table"]}
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from flows.evaluate import evaluate
     from pipelines.refine import RefineConfig
     from pipelines.refine_coco import refine_coco
     from segrefiner.metrics import instance_ap
@@ -25,22 +43,18 @@ def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path)
         coco_two_images, gt, demo_ci / "coco/val2017", refined,
         RefineConfig("tiny", model_size=64, seed=2),
     )  # fmt: skip
-    params = EvaluateParams(
-        dataset="coco",
-        label="coco-demo",
-        coarse=str(coco_two_images),
-        refined=str(refined),
-        ground_truth=str(gt),
+    result, table = _evaluate(
+        tmp_path,
+        "coco",
+        coco_two_images,
+        refined,
+        gt,
         gt_name="coco",
         api="coco",
         image_list=str(gt),
         image_root=str(demo_ci / "coco/val2017"),
-        output_dir=str(tmp_path / "report"),
-        cluster=THREADS,
         report=ReportParams(gallery_size=2, gallery_sort="score"),
     )
-    result = evaluate(params)
-    table = {row["key"]: row for row in result["table"]}
     for iou_type, word in (("segm", "mask"), ("boundary", "boundary")):
         for variant, path in (("coarse", coco_two_images), ("refined", refined)):
             want = instance_ap(str(gt), str(path), iou_type, strict=False)["AP"]
@@ -55,7 +69,6 @@ def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path)
 
 @pytest.mark.usefixtures("prefect_server")
 def test_evaluate_big_folders(demo_ci, mlflow_store, tmp_path) -> None:
-    from flows.evaluate import evaluate
     from pipelines.refine import RefineConfig
     from pipelines.refine_hr import list_samples, refine_hr
     from segrefiner.metrics import evaluate_mask_folders
@@ -64,18 +77,7 @@ def test_evaluate_big_folders(demo_ci, mlflow_store, tmp_path) -> None:
     out = tmp_path / "refined"
     refine_hr(records, out, RefineConfig("tiny", model_size=64, seed=1, batch_size=4))
     folder = demo_ci / "big" / "test"
-    params = EvaluateParams(
-        dataset="big",
-        label="big-demo",
-        coarse=str(folder),
-        refined=str(out),
-        ground_truth=str(folder),
-        output_dir=str(tmp_path / "report"),
-        cluster=THREADS,
-        report=ReportParams(gallery_size=1),
-    )
-    result = evaluate(params)
-    table = {row["key"]: row for row in result["table"]}
+    _, table = _evaluate(tmp_path, "big", folder, out, folder, report=ReportParams(gallery_size=1))
     want = evaluate_mask_folders(folder, out, folder, "big")
     assert table["iou"]["refined"] == pytest.approx(want.refined.iou)
     assert table["mba"]["refined"] == pytest.approx(want.refined.mba)

@@ -45,15 +45,20 @@ def _write(folder, name, mask):
     write_mask(folder / name, mask)
 
 
+def _write_set(root, data, gt: str, coarse: str, refined: str) -> None:
+    """Write ``data``'s masks under ``root`` at the paths ``gt``, ``coarse``, ``refined``
+    (``{}`` stands for the name)."""
+    for name, *masks in data:
+        for pattern, mask in zip((gt, coarse, refined), masks, strict=True):
+            path = root / pattern.format(name)
+            path.parent.mkdir(exist_ok=True)
+            write_mask(path, mask)
+
+
 @pytest.fixture
 def plain(tmp_path):
     data = _masks(0)
-    for sub in ("gt", "pred", "coarse"):
-        (tmp_path / sub).mkdir()
-    for name, gt, coarse, refined in data:
-        _write(tmp_path / "gt", f"{name}.png", gt)
-        _write(tmp_path / "coarse", f"{name}.png", coarse)
-        _write(tmp_path / "pred", f"{name}.png", refined)
+    _write_set(tmp_path, data, "gt/{}.png", "coarse/{}.png", "pred/{}.png")
     return tmp_path, data
 
 
@@ -89,12 +94,8 @@ def test_binarised_at_128(tmp_path):
 
 def test_big_naming(tmp_path):
     data = _masks(1, n=3)
-    for sub in ("test", "refine", "seg"):
-        (tmp_path / sub).mkdir()
-    for name, gt, coarse, refined in data:
-        _write(tmp_path / "test", f"{name}_gt.png", gt)
-        _write(tmp_path / "seg", f"{name}_seg.png", coarse)
-        _write(tmp_path / "refine", f"{name}_refine.png", refined)
+    _write_set(tmp_path, data, "test/{}_gt.png", "seg/{}_seg.png", "refine/{}_refine.png")
+    for name, gt, _, _ in data:
         _write(tmp_path / "refine", f"{name}_gt.png", gt)  # ignored: not a prediction name
     report = evaluate_mask_folders(tmp_path / "test", tmp_path / "refine", tmp_path / "seg", "big")
     assert report.refined.num_images == 3

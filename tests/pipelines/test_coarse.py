@@ -60,20 +60,20 @@ def test_sample_rng_depends_on_seed_id_and_kind_only() -> None:
         sample_rng(-1, "a", "coarse")
 
 
+def _generate(hr_root, tmp_path_factory, name: str, num_shards: int) -> tuple[Path, dict]:
+    root, _ = hr_root
+    store = tmp_path_factory.mktemp(name) / "coarse.zarr"
+    return store, generate_coarse_hr(root, store, seed=5, num_shards=num_shards, **THREADS)
+
+
 @pytest.fixture(scope="module")
 def one_shard(hr_root, tmp_path_factory) -> tuple[Path, dict]:
-    root, _ = hr_root
-    store = tmp_path_factory.mktemp("one") / "coarse.zarr"
-    summary = generate_coarse_hr(root, store, seed=5, num_shards=1, **THREADS)
-    return store, summary
+    return _generate(hr_root, tmp_path_factory, "one", 1)
 
 
 @pytest.fixture(scope="module")
 def three_shards(hr_root, tmp_path_factory) -> tuple[Path, dict]:
-    root, _ = hr_root
-    store = tmp_path_factory.mktemp("three") / "coarse.zarr"
-    summary = generate_coarse_hr(root, store, seed=5, num_shards=3, **THREADS)
-    return store, summary
+    return _generate(hr_root, tmp_path_factory, "three", 3)
 
 
 def test_summary_and_manifest(hr_root, one_shard) -> None:
