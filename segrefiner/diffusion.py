@@ -153,9 +153,9 @@ def _run_network(model: Denoiser, x: torch.Tensor, t: torch.Tensor) -> torch.Ten
     can change an item's logits in the last bits with the number of items beside it (measured:
     up to 1e-6 between batches of 1, 3, 8 and 16 on an AMD EPYC), and a probability near 0.5
     then commits or reverts another pixel. One item per call keeps every item's result a
-    function of its own inputs, and on the CPU it is also faster than a batch (the tiny
-    network at 256 x 256: 8 calls of 1 item take 0.55x the time of 1 call of 8). On CUDA the
-    batch runs as it is.
+    function of its own inputs, and on the CPU it costs nothing: one by one takes 0.5-0.6x the
+    time of a batch of 4 for the tiny and small networks at 256 x 256 and 0.9-1.06x for the
+    official one (``benchmarks/cpu_batching.py``). On CUDA the batch runs as it is.
     """
     if x.device.type != "cpu" or x.shape[0] == 1:
         return model(x, t)
