@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.models import checkpoint_id, file_sha256
-from pipelines.stores import MaskStore
 
 __all__ = ["content_key", "folder_sha256", "keyed", "path_sha256"]
 
@@ -94,16 +93,3 @@ def keyed(
         return hashlib.sha256(text.encode()).hexdigest()
 
     return cache_key
-
-
-def work_store_exists(parameters: dict[str, Any]) -> bool:
-    """Cache guard of a refinement stage's prepare task: its work store is on disk."""
-    return MaskStore.exists(Path(parameters["work_dir"]) / "refined.zarr")
-
-
-def work_shard_done(parameters: dict[str, Any]) -> bool:
-    """Cache guard of a refinement shard task: the shard's completion record is on disk."""
-    path = Path(parameters["work_dir"]) / "refined.zarr"
-    if not MaskStore.exists(path):
-        return False
-    return MaskStore.open(path).completion_record(parameters["shard"].name) is not None

@@ -16,77 +16,30 @@ the most recent)::
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 
-from flows.caching import keyed, work_shard_done, work_store_exists
+from flows.caching import keyed
 from flows.params import GroundTruth
-from flows.tasks import shard_progress
+from flows.tasks import stage_tasks
 from pipelines.evaluate_coco import ap_table, draw_coco_report
 from pipelines.evaluate_coco import instance_rows as coco_instance_rows
 from pipelines.refine import RefineConfig
-from pipelines.refine_coco import (
-    finalize_refine_coco,
-    prepare_refine_coco,
-    run_refine_coco_shard,
-)
+from pipelines.refine_coco import REFINE_COCO
 from pipelines.reports import MetricRow
-from pipelines.sharding import Shard
 
 __all__ = [
+    "TASKS",
     "config_for_key",
     "evaluate_coco",
-    "finalize_coco",
     "instance_rows",
-    "prepare_coco",
-    "refine_coco_shard",
     "report_coco",
 ]
 
 
-def _output_exists(parameters: dict[str, Any]) -> bool:
-    return Path(parameters["output"]).is_file()
-
-
-@task(
-    name="prepare-refine-coco",
-    cache_key_fn=keyed("work_dir", "num_shards", exists=work_store_exists),
-)
-def prepare_coco(
-    results: str,
-    annotations: str,
-    image_root: str,
-    work_dir: str,
-    config: RefineConfig,
-    num_shards: int,
-    content_key: str,
-) -> list[Shard]:
-    """Check the results, set bad entries aside, plan the shards (see
-    :func:`pipelines.refine_coco.prepare_refine_coco`)."""
-    return prepare_refine_coco(
-        results, annotations, image_root, work_dir, config, num_shards=num_shards
-    )
-
-
-@task(
-    name="refine-coco-shard",
-    retries=1,
-    cache_key_fn=keyed("work_dir", "shard", exists=work_shard_done),
-)
-def refine_coco_shard(
-    work_dir: str, config: RefineConfig, shard: Shard, content_key: str
-) -> dict[str, Any]:
-    """Refine one shard (a completed shard is skipped by the stage itself)."""
-    with shard_progress("refine-coco", shard.index, len(shard)):
-        return run_refine_coco_shard(work_dir, config, shard)
-
-
-@task(name="finalize-refine-coco", cache_key_fn=keyed("work_dir", "output", exists=_output_exists))
-def finalize_coco(work_dir: str, output: str, content_key: str) -> dict[str, Any]:
-    """Assemble the refined results file and the manifest."""
-    return finalize_refine_coco(work_dir, output)
+# prepare-refine-coco, refine-coco-shard, finalize-refine-coco
+TASKS = stage_tasks(REFINE_COCO)
 
 
 @task(name="evaluate-coco", cache_key_fn=keyed("ground_truth"))

@@ -18,9 +18,8 @@ from typing import Any
 
 from prefect import task
 
-from flows.caching import keyed, work_shard_done, work_store_exists
 from flows.cluster import submit
-from flows.tasks import shard_progress
+from flows.tasks import stage_tasks
 from pipelines.evaluate_hr import (
     FolderSet,
     HREvaluation,
@@ -29,25 +28,16 @@ from pipelines.evaluate_hr import (
     manifest_scores,
     score_folder,
 )
-from pipelines.refine import RefineConfig
-from pipelines.refine_hr import (
-    finalize_refine_hr,
-    list_samples,
-    prepare_refine_hr,
-    run_refine_hr_shard,
-)
+from pipelines.refine_hr import REFINE_HR, list_samples
 from pipelines.reports import MetricRow, write_csv
-from pipelines.sharding import Shard
 from segrefiner.data.folders import SampleRecord
 from segrefiner.metrics import FolderReport
 
 __all__ = [
+    "TASKS",
     "evaluate_folder",
     "evaluate_outputs",
-    "finalize_hr",
     "list_records",
-    "prepare_hr",
-    "refine_hr_shard",
     "report_hr",
 ]
 
@@ -62,43 +52,8 @@ def list_records(params: Any, data_root: str) -> list[SampleRecord]:
     return list_samples("dis", data_root, sets=sets, segmentor=params.segmentor)
 
 
-def _manifest_exists(parameters: dict[str, Any]) -> bool:
-    return (Path(parameters["work_dir"]) / "manifest.json").is_file()
-
-
-@task(
-    name="prepare-refine-hr",
-    cache_key_fn=keyed("out_dir", "work_dir", "num_shards", exists=work_store_exists),
-)
-def prepare_hr(
-    records: list[SampleRecord],
-    out_dir: str,
-    work_dir: str,
-    config: RefineConfig,
-    num_shards: int,
-    content_key: str,
-) -> list[Shard]:
-    """Plan the shards and create (or resume) the store."""
-    return prepare_refine_hr(records, out_dir, work_dir, config, num_shards=num_shards)
-
-
-@task(
-    name="refine-hr-shard",
-    retries=1,
-    cache_key_fn=keyed("work_dir", "shard", exists=work_shard_done),
-)
-def refine_hr_shard(
-    work_dir: str, config: RefineConfig, shard: Shard, content_key: str
-) -> dict[str, Any]:
-    """Refine one shard's images (a completed shard is skipped by the stage itself)."""
-    with shard_progress("refine-hr", shard.index, len(shard)):
-        return run_refine_hr_shard(work_dir, config, shard)
-
-
-@task(name="finalize-refine-hr", cache_key_fn=keyed("work_dir", exists=_manifest_exists))
-def finalize_hr(work_dir: str, content_key: str) -> dict[str, Any]:
-    """Check that every shard finished; write the manifest."""
-    return finalize_refine_hr(work_dir)
+# prepare-refine-hr, refine-hr-shard, finalize-refine-hr
+TASKS = stage_tasks(REFINE_HR)
 
 
 # --------------------------------------------------------------------------- evaluation

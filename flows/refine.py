@@ -150,17 +150,16 @@ def run_refine_coco(
     folder = run_folder(out, key)
     work, output, report_dir = folder / "work", folder / "refined.segm.json", folder / "report"
     refresh = params.refresh_cache
-    shards = _with_refresh(coco.prepare_coco, refresh)(
-        results, annotations, image_root, str(work), config, params.num_shards, key
-    )
+    inputs = {"results": results, "annotations": annotations, "image_root": image_root}
+    shards = coco.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
     records = map_shards(
-        _with_refresh(coco.refine_coco_shard, refresh),
+        _with_refresh(coco.TASKS.shard, refresh),
         shards,
         {"work_dir": str(work), "config": config, "content_key": key},
         stage="refine-coco",
         device=config.device,
     )
-    summary = _with_refresh(coco.finalize_coco, refresh)(str(work), str(output), key)
+    summary = coco.TASKS.run_finalize(str(work), key, {"output": str(output)}, refresh)
     logger.info("refined %d detections in %d shards", summary["refined"], len(records))
 
     # Evaluation: one task per ground truth, plus the per-detection rows, side by side.
@@ -269,17 +268,16 @@ def run_refine_hr(
     folder = run_folder(Path(absolute(params.output_dir)), key)
     masks_dir, work, report_dir = folder / "masks", folder / "work", folder / "report"
     refresh = params.refresh_cache
-    shards = _with_refresh(hr.prepare_hr, refresh)(
-        records, str(masks_dir), str(work), config, params.num_shards, key
-    )
+    inputs = {"records": records, "out_dir": str(masks_dir)}
+    shards = hr.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
     map_shards(
-        _with_refresh(hr.refine_hr_shard, refresh),
+        _with_refresh(hr.TASKS.shard, refresh),
         shards,
         {"work_dir": str(work), "config": config, "content_key": key},
         stage=stage,
         device=config.device,
     )
-    summary = _with_refresh(hr.finalize_hr, refresh)(str(work), key)
+    summary = hr.TASKS.run_finalize(str(work), key, {}, refresh)
     report_dir.mkdir(parents=True, exist_ok=True)
     table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir, work)
     pictures = hr.report_hr(

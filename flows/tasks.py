@@ -12,10 +12,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import unmapped
+from prefect import task, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -24,11 +25,21 @@ from prefect.artifacts import (
 )
 from prefect.logging import get_run_logger
 
+from flows.caching import keyed
 from flows.cluster import gpu_annotation, map_tasks
 from pipelines.reports import MetricRow, markdown_table
-from pipelines.sharding import ShardsFailedError
+from pipelines.sharding import Shard, ShardsFailedError
+from pipelines.stage import Stage
 
-__all__ = ["absolute", "artifact_key", "map_shards", "publish_metrics", "shard_progress"]
+__all__ = [
+    "StageTasks",
+    "absolute",
+    "artifact_key",
+    "map_shards",
+    "publish_metrics",
+    "shard_progress",
+    "stage_tasks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +129,83 @@ def map_shards(
     if failures:
         raise ShardsFailedError(failures)
     return [records[i] for i in range(len(shards))]
+
+
+@dataclass(frozen=True)
+class StageTasks:
+    """The Prefect tasks of one :class:`~pipelines.stage.Stage` (see :func:`stage_tasks`)."""
+
+    stage: Stage
+    prepare: Any  # (work_dir, config, num_shards, content_key, inputs) -> list[Shard]
+    shard: Any  # (work_dir, config, shard, content_key) -> record; mapped by map_shards
+    finalize: Any  # (work_dir, content_key, outputs) -> summary
+
+    def run_prepare(
+        self, work_dir: str, config: Any, num_shards: int | None, content_key: str,
+        inputs: dict[str, Any], refresh: bool = False,
+    ) -> list[Shard]:  # fmt: skip
+        """``prepare`` from the cache while the work folder is planned; otherwise (or with
+        ``refresh``) it runs and its result is cached for the next run."""
+        fresh = refresh or not self.stage.planned(work_dir)
+        task = self.prepare.with_options(refresh_cache=True) if fresh else self.prepare
+        return task(work_dir, config, num_shards, content_key, inputs)
+
+    def run_finalize(
+        self, work_dir: str, content_key: str, outputs: dict[str, Any], refresh: bool = False
+    ) -> dict[str, Any]:
+        """``finalize`` from the cache while its product is there; otherwise (or with
+        ``refresh``) it runs and its result is cached for the next run."""
+        finalized = self.stage.finalized
+        fresh = refresh or finalized is None or not finalized(work_dir, **outputs)
+        task = self.finalize.with_options(refresh_cache=True) if fresh else self.finalize
+        return task(work_dir, content_key, outputs)
+
+
+def stage_tasks(stage: Stage) -> StageTasks:
+    """The three tasks of any stage, ``prepare-<name>``, ``<name>-shard`` (one retry) and
+    ``finalize-<name>``, cached on the run's ``content_key`` (:mod:`flows.caching`). A cached
+    result is used only while its product is on disk: :meth:`StageTasks.run_prepare` and
+    :meth:`StageTasks.run_finalize` refresh the cache when the planned work folder or the
+    finalized product is missing, and a shard's key is given only while its completion record
+    is there (a shard the stage finds complete returns at once; the next run takes it from the
+    cache). A stage without ``finalized`` finalizes every time."""
+
+    def prepare(
+        work_dir: str, config: Any, num_shards: int | None, content_key: str, inputs: dict
+    ) -> list[Shard]:
+        return stage.prepare(work_dir, config, num_shards=num_shards, **inputs)
+
+    def shard(work_dir: str, config: Any, shard: Shard, content_key: str) -> Any:
+        with shard_progress(stage.name, shard.index, len(shard)):
+            return stage.run_shard(work_dir, config, shard)
+
+    def finalize(work_dir: str, content_key: str, outputs: dict) -> dict[str, Any]:
+        return stage.finalize(work_dir, **outputs)
+
+    return StageTasks(
+        stage,
+        task(
+            prepare,
+            name=f"prepare-{stage.name}",
+            persist_result=True,
+            cache_key_fn=keyed("work_dir", "num_shards"),
+        ),
+        task(
+            shard,
+            name=f"{stage.name}-shard",
+            persist_result=True,
+            retries=1,
+            cache_key_fn=keyed(
+                "work_dir", "shard", exists=lambda p: stage.shard_done(p["work_dir"], p["shard"])
+            ),
+        ),
+        task(
+            finalize,
+            name=f"finalize-{stage.name}",
+            persist_result=True,
+            cache_key_fn=None if stage.finalized is None else keyed("work_dir", "outputs"),
+        ),
+    )
 
 
 def publish_metrics(rows: Sequence[MetricRow], *, stage: str, title: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
+from pipelines.stage import Stage
 from pipelines.stores import MaskStore
 from segrefiner.data.degrade import modify_boundary, modify_boundary_expand
 from segrefiner.data.folders import (
@@ -514,6 +515,29 @@ def generate_coarse_hr(
 def _run_shard_last(store_path: str, config: CoarseHRConfig, shard: Shard) -> ShardResult:
     # run_shards passes the shard last; a module-level function pickles for Dask workers.
     return run_shard(store_path, shard, config)
+
+
+def _prepare(store_path, config, *, num_shards=None, overwrite=False, images=None, masks=None):
+    return prepare_coarse_hr(
+        config.data_root, store_path, config,
+        num_shards=num_shards, images=images, masks=masks, overwrite=overwrite,
+    )  # fmt: skip
+
+
+def _shard_done(store_path: str | os.PathLike, shard: Shard) -> bool:
+    # the completion record is there and covers the same samples
+    store = MaskStore.open(store_path) if MaskStore.exists(store_path) else None
+    record = store.completion_record(shard.name) if store is not None else None
+    return record is not None and (record.get("start"), record.get("stop")) == (
+        shard.start,
+        shard.stop,
+    )
+
+
+# The stage contract (pipelines.stage); the store is the work folder, finalize always runs.
+COARSE_HR = Stage(
+    "coarse-hr", _prepare, _run_shard_last, finalize_coarse_hr, MaskStore.exists, _shard_done
+)
 
 
 # --------------------------------------------------------------------------- export

@@ -17,6 +17,7 @@ import torch
 
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.sharding import Shard, ShardsFailedError, run_shards
+from pipelines.stage import Stage
 from pipelines.stores import MaskStore
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
@@ -143,6 +144,17 @@ def open_or_create_work(
     )
 
 
+def work_planned(work_dir: str | os.PathLike) -> bool:
+    """A refinement stage was prepared in ``work_dir``: its store is there."""
+    return MaskStore.exists(Path(work_dir) / "refined.zarr")
+
+
+def work_shard_done(work_dir: str | os.PathLike, shard: Shard) -> bool:
+    """The shard's completion record is in the store of ``work_dir``."""
+    path = Path(work_dir) / "refined.zarr"
+    return MaskStore.exists(path) and MaskStore.open(path).completion_record(shard.name) is not None
+
+
 def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
     """The store and every shard's part file, after checking that all shards completed."""
     store = MaskStore.open(work / "refined.zarr", "r+")
@@ -169,11 +181,11 @@ class ShardRun(TypedDict, total=False):
 
 
 def run_stage(
+    stage: Stage,
     work: Path,
     config: RefineConfig,
-    prepare: Callable[..., list[Shard]],
-    run_shard: Callable[[str, RefineConfig, Shard], dict[str, Any]],
-    finalize: Callable[[Path], dict[str, Any]],
+    inputs: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
     *,
     num_shards: int = 1,
     dask_address: str | None = None,
@@ -182,8 +194,9 @@ def run_stage(
     overwrite: bool = False,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """A refinement stage end to end: ``prepare(work, config, num_shards=, overwrite=)``, the
-    shards (``run_shard``: module level, it pickles for Dask workers), ``finalize(work)``.
+    """A refinement stage end to end (the :class:`~pipelines.stage.Stage` contract):
+    ``stage.prepare(work, config, num_shards=, overwrite=, **inputs)``, the shards
+    (``stage.run_shard``), ``stage.finalize(work, **outputs)``.
 
     ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
     a LocalCluster of ``n_workers`` processes (``dask_threads``: threads of this process) or the
@@ -192,7 +205,7 @@ def run_stage(
     only its own. Completed shards are skipped. Raises
     :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept;
     re-running does the rest)."""
-    shards = prepare(work, config, num_shards=num_shards, overwrite=overwrite)
+    shards = stage.prepare(work, config, num_shards=num_shards, overwrite=overwrite, **inputs)
     resources, gpus = None, None
     if config.device.startswith("cuda") and (dask_address or n_workers):
         resources = {"GPU": 1}
@@ -200,7 +213,7 @@ def run_stage(
             gpus = local_gpus(n_workers)
             n_workers = len(gpus)
     _, failures = run_shards(
-        run_shard,
+        stage.run_shard,
         shards,
         (str(work), config),
         dask_address=dask_address,
@@ -213,7 +226,7 @@ def run_stage(
     )
     if failures:
         raise ShardsFailedError(failures)
-    return finalize(work)
+    return stage.finalize(work, **(outputs or {}))
 
 
 def refine_shard(

@@ -29,7 +29,6 @@ RLE encoding and store writes run behind on a writer thread
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 from pathlib import Path
@@ -50,8 +49,11 @@ from pipelines.refine import (
     refine_shard,
     run_fingerprint,
     run_stage,
+    work_planned,
+    work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
+from pipelines.stage import Stage
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
@@ -381,12 +383,38 @@ def refine_coco(
     """
     output = Path(output)
     work = Path(work_dir) if work_dir else output.with_name(output.stem + ".work")
+    inputs = {"results": results, "annotations": annotations, "image_root": image_root}
     with folder_lock(work, f"refining into {output}"):
-        return run_stage(
-            work,
-            config,
-            functools.partial(prepare_refine_coco, results, annotations, image_root),
-            run_refine_coco_shard,
-            functools.partial(finalize_refine_coco, output=output),
-            **run,
-        )
+        return run_stage(REFINE_COCO, work, config, inputs, {"output": output}, **run)
+
+
+def _prepare(
+    work_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    num_shards: int = 1,
+    overwrite: bool = False,
+    results: str | os.PathLike,
+    annotations: str | os.PathLike,
+    image_root: str | os.PathLike,
+) -> list[Shard]:
+    return prepare_refine_coco(
+        results, annotations, image_root, work_dir, config,
+        num_shards=num_shards, overwrite=overwrite,
+    )  # fmt: skip
+
+
+def _finalized(work_dir: str | os.PathLike, *, output: str | os.PathLike) -> bool:
+    return Path(output).is_file()
+
+
+# The stage contract (pipelines.stage): inputs results, annotations, image_root; output output.
+REFINE_COCO = Stage(
+    "refine-coco",
+    prepare=_prepare,
+    run_shard=run_refine_coco_shard,
+    finalize=finalize_refine_coco,
+    planned=work_planned,
+    shard_done=work_shard_done,
+    finalized=_finalized,
+)

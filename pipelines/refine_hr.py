@@ -22,7 +22,6 @@ than its image writes no output.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -45,8 +44,11 @@ from pipelines.refine import (
     refine_shard,
     run_fingerprint,
     run_stage,
+    work_planned,
+    work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
+from pipelines.stage import Stage
 from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
@@ -345,12 +347,38 @@ def refine_hr(
     work = Path(work_dir) if work_dir else Path(out_dir) / ".work"
     with folder_lock(out_dir, "refining into it"):
         summary = run_stage(
-            work,
-            config,
-            functools.partial(prepare_refine_hr, records, out_dir),
-            run_refine_hr_shard,
-            finalize_refine_hr,
-            **run,
+            REFINE_HR, work, config, {"records": records, "out_dir": out_dir}, **run
         )
     summary["out_dir"] = str(out_dir)
     return summary
+
+
+def _prepare(
+    work_dir: str | os.PathLike,
+    config: RefineConfig,
+    *,
+    num_shards: int = 1,
+    overwrite: bool = False,
+    records: list[SampleRecord],
+    out_dir: str | os.PathLike,
+) -> list[Shard]:
+    return prepare_refine_hr(
+        records, out_dir, work_dir, config, num_shards=num_shards, overwrite=overwrite
+    )
+
+
+def _finalized(work_dir: str | os.PathLike) -> bool:
+    return (Path(work_dir) / "manifest.json").is_file()
+
+
+# The stage contract (pipelines.stage): inputs records, out_dir; no outputs (the masks are
+# written by the shards, the manifest by finalize).
+REFINE_HR = Stage(
+    "refine-hr",
+    prepare=_prepare,
+    run_shard=run_refine_hr_shard,
+    finalize=finalize_refine_hr,
+    planned=work_planned,
+    shard_done=work_shard_done,
+    finalized=_finalized,
+)

@@ -150,3 +150,59 @@ def test_demo_hr_deployments_run_on_the_demo_layout(demo_ci, mlflow_store, tmp_p
         rows = list(csv.DictReader((out / "latest/report/per_image.csv").open()))
         assert rows and all(r["refine_score"] for r in rows)  # joined from the manifest
         assert result["summary"]["scores"]["count"] == len(masks)
+
+
+def _stage_states(flow_run_id: str) -> dict[str, str]:
+    """State name of each stage task run of a flow run (prepare, shards, finalize)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    stage = ("prepare-refine-coco", "refine-coco-shard", "finalize-refine-coco")
+    return {r.name: r.state.name for r in runs if r.name.startswith(stage)}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_refine_coco_stage_tasks_are_cached_while_their_products_exist(
+    demo_ci, coco_two_images, mlflow_store, tmp_path
+):
+    """A second run with the same inputs takes prepare and finalize from the cache (shards
+    find their completion records and return at once; their keys are stored from then on).
+    After the refined file is deleted, finalize runs again and writes it back."""
+    from mlflow import MlflowClient
+
+    from flows.refine import refine_coco
+
+    params = coco_params(demo_ci, coco_two_images, tmp_path / "out")
+    params = params.model_copy(update={"ground_truths": []})  # the stage is under test
+    client = MlflowClient(mlflow_store)
+
+    def states() -> dict[str, str]:
+        run = client.get_run(refine_coco(params)["mlflow_run_id"])
+        found = _stage_states(run.data.tags["prefect.flow_run_id"])
+        return {n.rsplit("-", 1)[0] + f"/{i}": s for i, (n, s) in enumerate(sorted(found.items()))}
+
+    def by_task(found: dict[str, str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for name, state in found.items():
+            out.setdefault(name.split("/")[0], set()).add(state)
+        return out
+
+    assert by_task(states()) == {
+        "prepare-refine-coco": {"Completed"},
+        "refine-coco-shard": {"Completed"},
+        "finalize-refine-coco": {"Completed"},
+    }
+    output = next((tmp_path / "out").glob("*/refined.segm.json"))
+    assert by_task(states()) == {
+        "prepare-refine-coco": {"Cached"},
+        "refine-coco-shard": {"Completed"},  # the stage skipped them; their keys are stored now
+        "finalize-refine-coco": {"Cached"},
+    }
+    before = output.read_bytes()
+    output.unlink()
+    assert by_task(states())["finalize-refine-coco"] == {"Completed"}
+    assert output.read_bytes() == before
