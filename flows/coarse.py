@@ -17,7 +17,7 @@ from prefect.artifacts import create_table_artifact
 from flows.caching import content_key
 from flows.cluster import on_cluster
 from flows.params import CoarseHRParams
-from flows.tasks import absolute, artifact_key, map_shards, stage_tasks
+from flows.tasks import absolute, artifact_key, stage_tasks
 from pipelines.coarse import COARSE_HR, CoarseHRConfig, list_samples
 from pipelines.models import file_sha256
 
@@ -42,21 +42,10 @@ def gen_coarse_hr(params: CoarseHRParams = DEFAULT_COARSE) -> dict[str, Any]:
             ground_truth=[[r.sample_id, file_sha256(r.gt) if r.gt and Path(r.gt).is_file() else None]
                           for r in samples],
         )  # fmt: skip
-        step = (
-            (lambda t: t.with_options(refresh_cache=True))
-            if params.refresh_cache
-            else (lambda t: t)
-        )
         inputs = {"images": params.images, "masks": params.masks, "overwrite": params.overwrite}
-        shards = TASKS.run_prepare(
-            store, config, params.num_shards, key, inputs, params.refresh_cache
-        )
-        results = map_shards(
-            step(TASKS.shard),
-            shards,
-            {"work_dir": store, "config": config, "content_key": key},
-            stage="gen-coarse-hr",
-        )
+        refresh = params.refresh_cache
+        shards = TASKS.run_prepare(store, config, params.num_shards, key, inputs, refresh)
+        results = TASKS.run_shards(shards, store, config, key, refresh, stage="gen-coarse-hr")
         summary = TASKS.run_finalize(store, key, {})
         summary["skipped_shards"] = sum(r.skipped for r in results)
         create_table_artifact(

@@ -29,7 +29,7 @@ from flows.params import (
     RefineDisParams,
     RefineParams,
 )
-from flows.tasks import absolute, log_outcome, map_shards, publish_metrics, write_report
+from flows.tasks import absolute, log_outcome, publish_metrics, write_report
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
 from pipelines.refine_hr import file_digest_of_listing
@@ -96,10 +96,6 @@ def run_folder(output_dir: Path, key: str) -> Path:
     return folder
 
 
-def _with_refresh(task: Any, refresh: bool) -> Any:
-    return task.with_options(refresh_cache=True) if refresh else task
-
-
 @contextmanager
 def refine_run(
     params: RefineCocoParams | RefineBigParams | RefineDisParams,
@@ -152,12 +148,8 @@ def run_refine_coco(
     refresh = params.refresh_cache
     inputs = {"results": results, "annotations": annotations, "image_root": image_root}
     shards = coco.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
-    records = map_shards(
-        _with_refresh(coco.TASKS.shard, refresh),
-        shards,
-        {"work_dir": str(work), "config": config, "content_key": key},
-        stage="refine-coco",
-        device=config.device,
+    records = coco.TASKS.run_shards(
+        shards, str(work), config, key, refresh, stage="refine-coco", device=config.device
     )
     summary = coco.TASKS.run_finalize(str(work), key, {"output": str(output)}, refresh)
     logger.info("refined %d detections in %d shards", summary["refined"], len(records))
@@ -270,13 +262,7 @@ def run_refine_hr(
     refresh = params.refresh_cache
     inputs = {"records": records, "out_dir": str(masks_dir)}
     shards = hr.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
-    map_shards(
-        _with_refresh(hr.TASKS.shard, refresh),
-        shards,
-        {"work_dir": str(work), "config": config, "content_key": key},
-        stage=stage,
-        device=config.device,
-    )
+    hr.TASKS.run_shards(shards, str(work), config, key, refresh, stage=stage, device=config.device)
     summary = hr.TASKS.run_finalize(str(work), key, {}, refresh)
     report_dir.mkdir(parents=True, exist_ok=True)
     table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir, work)

@@ -150,6 +150,15 @@ class StageTasks:
         task = self.prepare.with_options(refresh_cache=True) if fresh else self.prepare
         return task(work_dir, config, num_shards, content_key, inputs)
 
+    def run_shards(
+        self, shards: Sequence[Shard], work_dir: str, config: Any, content_key: str,
+        refresh: bool = False, *, stage: str, device: str = "cpu",
+    ) -> list[Any]:  # fmt: skip
+        """The shard task over every shard (:func:`map_shards`); ``refresh`` ignores the cache."""
+        task = self.shard.with_options(refresh_cache=True) if refresh else self.shard
+        common = {"work_dir": work_dir, "config": config, "content_key": content_key}
+        return map_shards(task, shards, common, stage=stage, device=device)
+
     def run_finalize(
         self, work_dir: str, content_key: str, outputs: dict[str, Any], refresh: bool = False
     ) -> dict[str, Any]:
@@ -173,7 +182,7 @@ def stage_tasks(stage: Stage) -> StageTasks:
     def prepare(
         work_dir: str, config: Any, num_shards: int | None, content_key: str, inputs: dict
     ) -> list[Shard]:
-        return stage.prepare(work_dir, config, num_shards=num_shards, **inputs)
+        return stage.prepare(work_dir=work_dir, config=config, num_shards=num_shards, **inputs)
 
     def shard(work_dir: str, config: Any, shard: Shard, content_key: str) -> Any:
         with shard_progress(stage.name, shard.index, len(shard)):

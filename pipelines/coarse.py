@@ -517,9 +517,9 @@ def _run_shard_last(store_path: str, config: CoarseHRConfig, shard: Shard) -> Sh
     return run_shard(store_path, shard, config)
 
 
-def _prepare(store_path, config, *, num_shards=None, overwrite=False, images=None, masks=None):
+def _prepare(*, work_dir, config, num_shards=None, overwrite=False, images=None, masks=None):
     return prepare_coarse_hr(
-        config.data_root, store_path, config,
+        config.data_root, work_dir, config,
         num_shards=num_shards, images=images, masks=masks, overwrite=overwrite,
     )  # fmt: skip
 

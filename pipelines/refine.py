@@ -195,7 +195,7 @@ def run_stage(
     progress: Any = None,
 ) -> dict[str, Any]:
     """A refinement stage end to end (the :class:`~pipelines.stage.Stage` contract):
-    ``stage.prepare(work, config, num_shards=, overwrite=, **inputs)``, the shards
+    ``stage.prepare(work_dir=work, config=config, num_shards=, overwrite=, **inputs)``, the shards
     (``stage.run_shard``), ``stage.finalize(work, **outputs)``.
 
     ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
@@ -205,7 +205,9 @@ def run_stage(
     only its own. Completed shards are skipped. Raises
     :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept;
     re-running does the rest)."""
-    shards = stage.prepare(work, config, num_shards=num_shards, overwrite=overwrite, **inputs)
+    shards = stage.prepare(
+        work_dir=work, config=config, num_shards=num_shards, overwrite=overwrite, **inputs
+    )
     resources, gpus = None, None
     if config.device.startswith("cuda") and (dask_address or n_workers):
         resources = {"GPU": 1}

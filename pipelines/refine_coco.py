@@ -388,22 +388,6 @@ def refine_coco(
         return run_stage(REFINE_COCO, work, config, inputs, {"output": output}, **run)
 
 
-def _prepare(
-    work_dir: str | os.PathLike,
-    config: RefineConfig,
-    *,
-    num_shards: int = 1,
-    overwrite: bool = False,
-    results: str | os.PathLike,
-    annotations: str | os.PathLike,
-    image_root: str | os.PathLike,
-) -> list[Shard]:
-    return prepare_refine_coco(
-        results, annotations, image_root, work_dir, config,
-        num_shards=num_shards, overwrite=overwrite,
-    )  # fmt: skip
-
-
 def _finalized(work_dir: str | os.PathLike, *, output: str | os.PathLike) -> bool:
     return Path(output).is_file()
 
@@ -411,7 +395,7 @@ def _finalized(work_dir: str | os.PathLike, *, output: str | os.PathLike) -> boo
 # The stage contract (pipelines.stage): inputs results, annotations, image_root; output output.
 REFINE_COCO = Stage(
     "refine-coco",
-    prepare=_prepare,
+    prepare=prepare_refine_coco,
     run_shard=run_refine_coco_shard,
     finalize=finalize_refine_coco,
     planned=work_planned,

@@ -353,20 +353,6 @@ def refine_hr(
     return summary
 
 
-def _prepare(
-    work_dir: str | os.PathLike,
-    config: RefineConfig,
-    *,
-    num_shards: int = 1,
-    overwrite: bool = False,
-    records: list[SampleRecord],
-    out_dir: str | os.PathLike,
-) -> list[Shard]:
-    return prepare_refine_hr(
-        records, out_dir, work_dir, config, num_shards=num_shards, overwrite=overwrite
-    )
-
-
 def _finalized(work_dir: str | os.PathLike) -> bool:
     return (Path(work_dir) / "manifest.json").is_file()
 
@@ -375,7 +361,7 @@ def _finalized(work_dir: str | os.PathLike) -> bool:
 # written by the shards, the manifest by finalize).
 REFINE_HR = Stage(
     "refine-hr",
-    prepare=_prepare,
+    prepare=prepare_refine_hr,
     run_shard=run_refine_hr_shard,
     finalize=finalize_refine_hr,
     planned=work_planned,

@@ -25,7 +25,9 @@ class Stage:
 
     - ``name``: ``refine-coco``, ``refine-hr``, ``coarse-hr``; its Prefect tasks are
       ``prepare-<name>``, ``<name>-shard`` and ``finalize-<name>``.
-    - ``prepare(work, config, *, num_shards, overwrite=False, **inputs) -> list[Shard]``.
+    - ``prepare(*, work_dir, config, num_shards, overwrite=False, **inputs) -> list[Shard]``,
+      called with keywords only, so a stage's own prepare function serves when its parameters
+      have these names.
     - ``run_shard(work, config, shard) -> record``: module level, so it pickles for Dask.
     - ``finalize(work, **outputs) -> dict``: the summary.
     - ``planned(work)``: the folder holds a prepared stage; ``shard_done(work, shard)``: the
