@@ -34,7 +34,7 @@ demo: $(STAMP)
 
 # Stops what `make demo` started: the runner first, then the servers.
 stop:
-	@if test -x $(BIN)/python; then $(BIN)/python -m flows.services down; fi
+	@if test -x $(BIN)/python; then $(BIN)/python -m services down; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

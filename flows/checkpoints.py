@@ -47,7 +47,7 @@ def resolve_checkpoint(
         except Exception as exc:  # registry unreachable: the fallback is the documented answer
             log.warning("model registry not available (%s); using the fallback", exc)
         if version is not None:
-            from flows.settings import load_settings
+            from services.settings import load_settings
 
             folder = cache_dir or load_settings().state_dir / "registry-cache"
             path = tracker.download_version(version, folder)

@@ -26,8 +26,8 @@ from prefect.utilities.callables import get_call_parameters
 from prefect_dask import DaskTaskRunner
 
 from flows.params import ClusterParams
-from flows.settings import HOST
 from pipelines.cluster import local_cluster, visible_gpus
+from services.settings import HOST
 
 __all__ = [
     "current_runner",

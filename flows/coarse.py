@@ -14,11 +14,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.caching import content_key
 from flows.cluster import on_cluster
 from flows.params import CoarseHRParams
 from flows.tasks import absolute, artifact_key, stage_tasks
 from pipelines.coarse import COARSE_HR, CoarseHRConfig, list_samples
+from pipelines.fingerprint import content_key
 from pipelines.models import file_sha256
 
 __all__ = ["TASKS", "gen_coarse_hr"]

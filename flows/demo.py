@@ -12,7 +12,7 @@
 6. the coarse vs refined tables (COCO, BIG, DIS) and the addresses of both UIs.
 
 A second run reuses the data, the checkpoint, the services and the cached stage results.
-``make stop`` (``python -m flows.services down``) stops the services.
+``make stop`` (``python -m services down``) stops the services.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 
 from flows.deployments import DEMO_ROOT
 from flows.params import DEMO_CHECKPOINT, shipped_checkpoint
-from flows.services import ServiceError, up
-from flows.settings import load_settings
 from pipelines.reports import MetricRow, format_table
 from segrefiner.checkpoint import default_checkpoint_path
 from segrefiner.io import read_json
+from services.settings import load_settings
+from services.supervisor import ServiceError, up
 
 DEMO_DEPLOYMENT = "refine-coco/demo"
 DEMO_REPORT = Path("runs/refine-coco/demo/latest/report/metrics.json")

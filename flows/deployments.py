@@ -1,6 +1,6 @@
 """Every deployment, served by one long-running process: ``python -m flows.deployments``.
 
-``python -m flows.services up`` starts it in the background against the local Prefect server;
+``python -m services up`` starts it in the background against the local Prefect server;
 then ``prefect deployment run refine-coco/demo --watch`` (or any deployment below) runs in it.
 Stopping it with SIGINT pauses the schedules until it serves again.
 
@@ -46,8 +46,8 @@ from flows.params import (
 )
 from flows.reevaluate import reevaluate
 from flows.refine import refine_big, refine_coco, refine_dis
-from flows.settings import load_settings
 from flows.train import train_hr, train_lr
+from services.settings import load_settings
 
 __all__ = [
     "DEMO_ROOT",

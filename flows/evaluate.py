@@ -15,7 +15,6 @@ from typing import Any
 from prefect import flow
 
 from flows import coco, hr
-from flows.caching import content_key
 from flows.checkpoints import ResolvedCheckpoint
 from flows.cluster import on_cluster, submit
 from flows.params import EvaluateParams, GroundTruth
@@ -23,6 +22,7 @@ from flows.refine import finish_run
 from flows.tasks import absolute
 from flows.tracking import run_name, tracked_run
 from pipelines.evaluate_hr import evaluation_from_folders
+from pipelines.fingerprint import content_key
 from pipelines.models import checkpoint_id
 from pipelines.reports import write_csv
 

@@ -1,7 +1,7 @@
 """Flow ``reevaluate`` (deployed on a schedule): segmentor outputs dropped into the inbox since
 the last run are refined with the champion checkpoint and scored, one MLflow run each.
 
-Per drop (see :mod:`flows.inbox`): skip it when the ledger already has its content with this
+Per drop (see :mod:`pipelines.inbox`): skip it when the ledger already has its content with this
 checkpoint; else check it (a ``check-drop`` task named after it), refine, evaluate coarse vs
 refined and log one MLflow run ``<dataset>/<segmentor>@<checkpoint>`` in the dataset's refine
 experiment. The checkpoint is the registry's ``champion`` of ``segrefiner-lr`` (COCO) or
@@ -20,7 +20,6 @@ from prefect.artifacts import create_table_artifact
 
 from flows.checkpoints import ResolvedCheckpoint
 from flows.cluster import on_cluster
-from flows.inbox import Drop, Ledger, drop_records, find_drops
 from flows.params import (
     GroundTruth,
     ReevaluateParams,
@@ -32,6 +31,7 @@ from flows.refine import refine_run, resolve_model, run_refine_coco, run_refine_
 from flows.tasks import absolute, artifact_key
 from flows.tracking import run_name, short_checkpoint, tracked_run
 from pipelines.evaluate_hr import evaluation_for
+from pipelines.inbox import Drop, Ledger, drop_records, find_drops
 from segrefiner.data.coco import COCO_CATEGORY_IDS, load_coco_instances, load_segmentor_results
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError

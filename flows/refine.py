@@ -19,7 +19,6 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows import coco, hr
-from flows.caching import content_key
 from flows.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from flows.cluster import on_cluster, submit
 from flows.params import (
@@ -29,9 +28,10 @@ from flows.params import (
     RefineDisParams,
     RefineParams,
 )
-from flows.tasks import absolute, log_outcome, publish_metrics, write_report
+from flows.tasks import absolute, log_outcome, publish_metrics
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
+from pipelines.fingerprint import content_key
 from pipelines.refine_hr import file_digest_of_listing
 from pipelines.reports import (
     MetricRow,
@@ -39,6 +39,7 @@ from pipelines.reports import (
     format_table,
     score_metrics,
     write_csv,
+    write_report,
 )
 from segrefiner.data.folders import SampleRecord
 from segrefiner.model import PRESETS

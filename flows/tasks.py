@@ -237,24 +237,6 @@ def publish_metrics(rows: Sequence[MetricRow], *, stage: str, title: str) -> Non
 ARTIFACT_FILE_LIMIT = 64 * 1024 * 1024  # larger refined outputs are referenced, not uploaded
 
 
-def write_report(
-    out_dir: str | os.PathLike,
-    table: Sequence[MetricRow],
-    extra: dict[str, Any],
-) -> dict[str, Path]:
-    """``metrics.json`` (table + ``extra``) and ``metrics.md`` in ``out_dir``."""
-    from pipelines.reports import format_table
-    from segrefiner.io import atomic_path, write_json
-
-    out = Path(out_dir)
-    write_json(out / "metrics.json", {"table": [r.as_dict() for r in table], **extra}, indent=2)
-    with atomic_path(out / "metrics.md") as tmp:
-        tmp.write_text(markdown_table(table) + "\n", encoding="utf-8")
-    with atomic_path(out / "metrics.txt") as tmp:
-        tmp.write_text(format_table(table) + "\n", encoding="utf-8")
-    return {"json": out / "metrics.json", "markdown": out / "metrics.md"}
-
-
 def log_outcome(
     run: Any,
     table: Sequence[MetricRow],

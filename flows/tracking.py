@@ -18,7 +18,7 @@ Conventions:
 - registered models ``segrefiner-lr`` / ``segrefiner-hr`` with the alias ``champion``.
 
 The tracking URI is ``MLFLOW_TRACKING_URI`` (set for every spawned process by
-:mod:`flows.settings`), else the local server's address.
+:mod:`services.settings`), else the local server's address.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ _METRIC_BATCH = 1000
 
 
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI``, else the local tracking server of :mod:`flows.settings`."""
-    from flows.settings import load_settings
+    """``MLFLOW_TRACKING_URI``, else the local tracking server of :mod:`services.settings`."""
+    from services.settings import load_settings
 
     return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow_url
 

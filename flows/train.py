@@ -19,12 +19,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.caching import content_key, keyed
+from flows.caching import keyed
 from flows.cluster import gpu_annotation, on_cluster, submit
 from flows.params import TrainParams
 from flows.tasks import absolute, artifact_key
 from flows.tracking import Tracker, tracked_run
 from flows.training_log import MlflowTrainingCallback, follow_jsonl
+from pipelines.fingerprint import content_key
 from pipelines.train import train_stage
 from segrefiner.errors import InputError
 from segrefiner.training.config import TrainConfig, load_train_config

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segrefiner.io import atomic_path
+from segrefiner.io import atomic_path, write_json
 
 __all__ = [
     "GalleryItem",
@@ -32,6 +32,7 @@ __all__ = [
     "metrics_for_tracking",
     "score_metrics",
     "write_csv",
+    "write_report",
 ]
 
 COARSE_COLOR = (230, 60, 40)  # RGB
@@ -147,6 +148,21 @@ class GalleryItem:
             refined=refined[y0:y1, x0:x1],
             gt=None if gt is None else gt[y0:y1, x0:x1],
         )
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    table: Sequence[MetricRow],
+    extra: dict[str, Any],
+) -> dict[str, Path]:
+    """``metrics.json`` (table + ``extra``) and ``metrics.md`` in ``out_dir``."""
+    out = Path(out_dir)
+    write_json(out / "metrics.json", {"table": [r.as_dict() for r in table], **extra}, indent=2)
+    with atomic_path(out / "metrics.md") as tmp:
+        tmp.write_text(markdown_table(table) + "\n", encoding="utf-8")
+    with atomic_path(out / "metrics.txt") as tmp:
+        tmp.write_text(format_table(table) + "\n", encoding="utf-8")
+    return {"json": out / "metrics.json", "markdown": out / "metrics.md"}
 
 
 def crop_box(masks: Sequence[np.ndarray], shape: tuple[int, int], margin: float = 0.15) -> tuple:

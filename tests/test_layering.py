@@ -1,4 +1,5 @@
-"""The import layering of DESIGN.md: segrefiner -> pipelines -> flows, never backwards."""
+"""The import layering of DESIGN.md: segrefiner -> pipelines -> flows, never backwards; services
+(the local servers) stand apart, on the standard library."""
 
 from __future__ import annotations
 
@@ -21,7 +22,21 @@ FORBIDDEN = {
         "pipelines",
         "flows",
     },
-    "pipelines": {"prefect", "prefect_dask", "mlflow", "flows"},
+    "pipelines": {"prefect", "prefect_dask", "mlflow", "flows", "services"},
+    # the local services' settings and supervisor: the standard library only
+    "services": {
+        "prefect",
+        "prefect_dask",
+        "mlflow",
+        "dask",
+        "distributed",
+        "zarr",
+        "torch",
+        "numpy",
+        "segrefiner",
+        "pipelines",
+        "flows",
+    },
 }
 
 

@@ -36,7 +36,7 @@ def test_reevaluate_new_once_skips_known_reports_malformed(
 ):
     from mlflow import MlflowClient
 
-    from flows.inbox import Ledger
+    from pipelines.inbox import Ledger
     from flows.reevaluate import reevaluate
 
     inbox = tmp_path / "inbox"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import services
-from flows.services import Service, pid_file, read_pid, service_specs, start, stop
-from flows.settings import ServiceSettings
+from services import supervisor
+from services.settings import ServiceSettings
+from services.supervisor import Service, pid_file, read_pid, service_specs, start, stop
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ def test_start_writes_pid_file_reuses_and_stop_removes(settings):
     try:
         found = read_pid(settings, service)
         assert found == pid, (  # what the process looked like, should it ever fail
-            services._state(pid),
-            services._cmdline(pid),
+            supervisor._state(pid),
+            supervisor._cmdline(pid),
             (settings.log_dir / "sleeper.log").read_text(),
         )
         assert start(settings, service, say=lambda _: None) == pid  # reused, not restarted
@@ -125,7 +125,7 @@ def test_an_empty_command_line_is_unknown_not_a_stranger(settings, monkeypatch):
     monkeypatch.setattr(
         Path, "read_bytes", lambda self: b"" if self.name == "cmdline" else real(self)
     )
-    assert services._cmdline(os.getpid()) is None
+    assert supervisor._cmdline(os.getpid()) is None
     assert read_pid(settings, service) == os.getpid()
 
 
@@ -133,7 +133,7 @@ def test_a_stranger_on_the_port_is_not_taken_for_our_server(settings):
     import http.server
     import threading
 
-    from flows.services import ServiceError
+    from services.supervisor import ServiceError
 
     class Ok(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

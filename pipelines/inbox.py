@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flows.caching import folder_sha256
+from pipelines.fingerprint import folder_sha256
 from pipelines.models import file_sha256
 from segrefiner.data.folders import SampleRecord
 from segrefiner.errors import InputError

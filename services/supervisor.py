@@ -2,9 +2,9 @@
 
 ::
 
-    python -m flows.services up        # start (or reuse) all three, wait until they answer
-    python -m flows.services status    # what runs, where, and the log files
-    python -m flows.services down      # runner first, then the servers
+    python -m services up        # start (or reuse) all three, wait until they answer
+    python -m services status    # what runs, where, and the log files
+    python -m services down      # runner first, then the servers
 
 Each service is a background process in its own session (so that ending the starting shell
 does not end it) with a pid file under ``.services/pids/`` and a log under ``.services/logs/``.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flows.settings import HOST, ServiceSettings, load_settings
+from services.settings import HOST, ServiceSettings, load_settings
 
 __all__ = [
     "DEPLOYMENT_NAMES",
@@ -356,7 +356,7 @@ def status(settings: ServiceSettings | None = None) -> dict[str, dict[str, objec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.services", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
     parser.add_argument("action", choices=("up", "down", "status", "env"))
     args = parser.parse_args(argv)
     settings = load_settings()
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Prefect UI: {settings.prefect_url}\nMLflow UI:  {settings.mlflow_url}")
         elif args.action == "down":
             down(settings)
-        elif args.action == "env":  # for `eval "$(python -m flows.services env)"`
+        elif args.action == "env":  # for `eval "$(python -m services env)"`
             for key, value in settings.env().items():
                 print(f"export {key}={shlex.quote(value)}")
         else:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.caching import content_key, folder_sha256
-from flows.inbox import Ledger, drop_records, find_drops
+from pipelines.fingerprint import content_key, folder_sha256
+from pipelines.inbox import Ledger, drop_records, find_drops
 from segrefiner.errors import InputError
 
 
