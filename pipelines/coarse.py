@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.sharding import Shard, ShardsFailedError, plan_shards, run_shards
-from pipelines.stage import Stage
+from pipelines.sharding import Shard, ShardsFailedError, plan_shards
+from pipelines.stage import Stage, run_stage
 from pipelines.stores import MaskStore
 from segrefiner.data.degrade import modify_boundary, modify_boundary_expand
 from segrefiner.data.folders import (
@@ -467,7 +467,8 @@ def generate_coarse_hr(
         overwrite: replace an existing store made from other inputs or parameters.
         config: full degradation config (its ``data_root`` is replaced by ``data_root``).
 
-    Shards already complete in the store are skipped. When some shards raise, the others still
+    Runs as :func:`pipelines.stage.run_stage` runs any stage: shards already complete in the
+    store are skipped, a shard that raises is tried once more; when some still fail, the others
     finish, the store is left incomplete and :class:`ShardsFailedError` is raised; running again
     does only the missing shards.
     """
@@ -475,39 +476,20 @@ def generate_coarse_hr(
     config = dataclasses.replace(
         config or CoarseHRConfig(data_root="", seed=seed), data_root=os.fspath(data_root)
     )
-    shards = prepare_coarse_hr(
-        data_root,
-        store_path,
-        config,
-        num_shards=num_shards,
-        images=images,
-        masks=masks,
-        overwrite=overwrite,
-    )
-    results, failures = run_shards(
-        _run_shard_last,
-        shards,
-        (os.fspath(store_path), config),
-        dask_address=dask_address,
-        n_workers=max(n_workers, 1),
-        threads_per_worker=threads_per_worker,
-        processes=processes,
-    )
-    if failures:
-        raise ShardsFailedError(failures)
-    summary = finalize_coarse_hr(store_path)
-    summary.update(
-        shards=len(shards),
-        skipped_shards=sum(r.skipped for r in results),
-        seconds=round(time.perf_counter() - started, 3),
-    )
+    inputs = {"images": images, "masks": masks}
+    summary = run_stage(
+        COARSE_HR, store_path, config, inputs, num_shards=num_shards, dask_address=dask_address,
+        n_workers=max(n_workers, 1), threads_per_worker=threads_per_worker,
+        dask_threads=not processes, overwrite=overwrite,
+    )  # fmt: skip
+    summary["seconds"] = round(time.perf_counter() - started, 3)
     log.info(
         "gen-coarse-hr: %d samples, %d ok, %d failed, %d/%d shards skipped",
         summary["samples"],
         summary.get("ok", 0),
         summary.get("failed", 0),
         summary["skipped_shards"],
-        len(shards),
+        summary["shards"],
     )
     return summary
 

@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple
 
 import torch
 
 from pipelines.models import checkpoint_id, load_cached_model
-from pipelines.sharding import Shard, ShardsFailedError, run_shards
-from pipelines.stage import Stage
+from pipelines.sharding import Shard
 from pipelines.stores import MaskStore
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
@@ -167,70 +166,6 @@ def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:
     return store, [read_json(work / "parts" / f"{s.name}.json") for s in shards]
 
 
-class ShardRun(TypedDict, total=False):
-    """Where and how a refinement stage's shards run: the keyword arguments the stage runners
-    (:func:`pipelines.refine_coco.refine_coco`, :func:`pipelines.refine_hr.refine_hr`) pass to
-    :func:`run_stage`, whose defaults apply."""
-
-    num_shards: int
-    dask_address: str | None
-    n_workers: int
-    dask_threads: bool
-    overwrite: bool
-    progress: Any
-
-
-def run_stage(
-    stage: Stage,
-    work: Path,
-    config: RefineConfig,
-    inputs: dict[str, Any],
-    outputs: dict[str, Any] | None = None,
-    *,
-    num_shards: int = 1,
-    dask_address: str | None = None,
-    n_workers: int = 0,
-    dask_threads: bool = False,
-    overwrite: bool = False,
-    progress: Any = None,
-) -> dict[str, Any]:
-    """A refinement stage end to end (the :class:`~pipelines.stage.Stage` contract):
-    ``stage.prepare(work_dir=work, config=config, num_shards=, overwrite=, **inputs)``, the shards
-    (``stage.run_shard``), ``stage.finalize(work, **outputs)``.
-
-    ``n_workers=0`` without ``dask_address`` runs the shards in this process; otherwise on Dask:
-    a LocalCluster of ``n_workers`` processes (``dask_threads``: threads of this process) or the
-    scheduler at ``dask_address``. With a CUDA device every shard asks for a ``GPU=1``
-    resource; a LocalCluster then has one worker per GPU (at most ``n_workers``), each seeing
-    only its own. Completed shards are skipped. Raises
-    :class:`~pipelines.sharding.ShardsFailedError` when some failed (the others are kept;
-    re-running does the rest)."""
-    shards = stage.prepare(
-        work_dir=work, config=config, num_shards=num_shards, overwrite=overwrite, **inputs
-    )
-    resources, gpus = None, None
-    if config.device.startswith("cuda") and (dask_address or n_workers):
-        resources = {"GPU": 1}
-        if not dask_address:
-            gpus = local_gpus(n_workers)
-            n_workers = len(gpus)
-    _, failures = run_shards(
-        stage.run_shard,
-        shards,
-        (str(work), config),
-        dask_address=dask_address,
-        n_workers=n_workers,
-        processes=not dask_threads,
-        resources=resources,
-        retries=1,
-        progress=progress,
-        gpus=gpus,
-    )
-    if failures:
-        raise ShardsFailedError(failures)
-    return stage.finalize(work, **(outputs or {}))
-
-
 def refine_shard(
     work_dir: str | os.PathLike,
     config: RefineConfig,
@@ -260,15 +195,3 @@ def refine_shard(
     }
     store.mark_complete(shard.name, record)
     return {**record, "skipped": False}
-
-
-def local_gpus(n_workers: int) -> list[str]:
-    """The GPUs a local CUDA run spreads its workers over: the first ``n_workers`` visible."""
-    from pipelines.cluster import visible_gpus
-
-    gpus = visible_gpus()
-    if not gpus:
-        raise InputError("device cuda asked for, but no GPU is visible (CUDA_VISIBLE_DEVICES)")
-    if n_workers > len(gpus):
-        log.warning("%d workers asked for on %d GPUs: one worker per GPU", n_workers, len(gpus))
-    return gpus[:n_workers]

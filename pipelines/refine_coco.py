@@ -43,17 +43,15 @@ from pipelines.refine import (
     KIND,
     InferenceSetup,
     RefineConfig,
-    ShardRun,
     completed_parts,
     open_or_create_work,
     refine_shard,
     run_fingerprint,
-    run_stage,
     work_planned,
     work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
-from pipelines.stage import Stage
+from pipelines.stage import ShardRun, Stage, run_stage
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
@@ -377,7 +375,7 @@ def refine_coco(
     """Refine a results file end to end: prepare, run the shards, assemble the output.
 
     ``run``: ``num_shards``, ``dask_address``, ``n_workers``, ``dask_threads``, ``overwrite``,
-    ``progress``, as in :func:`pipelines.refine.run_stage` (``n_workers=0`` without
+    ``progress``, as in :func:`pipelines.stage.run_stage` (``n_workers=0`` without
     ``dask_address``: the shards run in this process). The work directory defaults to
     ``<output stem>.work`` beside ``output``.
     """

@@ -38,17 +38,15 @@ from pipelines.refine import (
     KIND,
     InferenceSetup,
     RefineConfig,
-    ShardRun,
     completed_parts,
     open_or_create_work,
     refine_shard,
     run_fingerprint,
-    run_stage,
     work_planned,
     work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
-from pipelines.stage import Stage
+from pipelines.stage import ShardRun, Stage, run_stage
 from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from pipelines.cluster import local_cluster, visible_gpus
-from pipelines.refine import local_gpus
 from pipelines.sharding import plan_shards, run_shards
+from pipelines.stage import local_gpus
 from segrefiner.errors import InputError
 
 
