@@ -21,8 +21,8 @@ extra field); with a guard (``RefineConfig.guard``) a detection scored below it 
 mask. The manifest's summary counts the guarded detections and summarises the scores.
 
 Within a shard, images are decoded and cropped ahead on reader threads, their crops run in full
-network batches across image boundaries (:class:`pipelines.packing.CropQueue`), and pasting,
-RLE encoding and store writes run behind on a writer thread
+network batches across image boundaries (:class:`segrefiner.inference.packing.CropQueue`), and
+pasting, RLE encoding and store writes run behind on a writer thread
 (:class:`pipelines.prefetch.WriteBehind`).
 """
 
@@ -37,7 +37,6 @@ from typing import Any, Unpack
 import numpy as np
 
 from pipelines.models import file_sha256
-from pipelines.packing import CropQueue
 from pipelines.prefetch import WriteBehind, prefetch
 from pipelines.refine import (
     KIND,
@@ -63,6 +62,7 @@ from segrefiner.inference.instance import (
     finish_instances,
     prepare_instances,
 )
+from segrefiner.inference.packing import CropQueue
 from segrefiner.inference.score import ScoreCalibration, score_histogram
 from segrefiner.io import image_size, read_image, read_json, write_json
 from segrefiner.locking import folder_lock

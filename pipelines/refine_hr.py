@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Unpack
 
 import numpy as np
-import torch
 
 from pipelines.models import file_sha256
 from pipelines.prefetch import WriteBehind, prefetch
@@ -51,8 +50,9 @@ from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
 from segrefiner.inference import item_generator
+from segrefiner.inference.packing import refine_semantic_packed
 from segrefiner.inference.score import ScoreCalibration, score_histogram
-from segrefiner.inference.semantic import SemanticItem, SemanticResult, refine_semantic_group
+from segrefiner.inference.semantic import SemanticItem, SemanticResult
 from segrefiner.io import read_image, read_mask, resolve_under, write_json, write_mask
 from segrefiner.locking import folder_lock
 
@@ -184,41 +184,17 @@ def _refine_group(
     config: RefineConfig,
     calibration: ScoreCalibration | None = None,
 ) -> list[SemanticResult | str]:
-    """Refine a group of samples with their patches packed into shared batches. A CUDA
-    out-of-memory error halves the batch and retries; at batch 1 the samples are retried one
-    by one, and one that still runs out of memory gets its reason instead of a mask."""
-    batch = infer.batch_size
-    while True:
-        items = [
-            SemanticItem(image, coarse, item_generator(config.seed, sample["sample_id"]),
-                         sample["coarse"])
-            for sample, image, coarse in group
-        ]  # fmt: skip
-        try:
-            with warnings.catch_warnings():  # the manifest row says "empty" instead
-                warnings.filterwarnings("ignore", message=".*returning an empty mask")
-                return refine_semantic_group(
-                    denoiser,
-                    diffusion,
-                    items,
-                    infer.replace(batch_size=batch),
-                    config.device,
-                    calibration,
-                )
-        except torch.OutOfMemoryError:
-            if config.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            if batch == 1:
-                if len(group) == 1:
-                    return [f"{group[0][0]['image']}: out of memory at batch size 1"]
-                return [
-                    out
-                    for one in group
-                    for out in _refine_group([one], denoiser, diffusion, infer, config, calibration)
-                ]
-            batch = max(1, batch // 2)
-            names = ", ".join(sample["sample_id"] for sample, _, _ in group)
-            log.warning("%s: out of memory; retrying with batch size %d", names, batch)
+    """Refine a group of samples with their patches packed into shared batches; a sample that
+    runs out of memory even alone gets its reason instead of a mask
+    (:func:`segrefiner.inference.packing.refine_semantic_packed`)."""
+    items = [
+        SemanticItem(image, coarse, item_generator(config.seed, sample["sample_id"]),
+                     sample["coarse"])
+        for sample, image, coarse in group
+    ]  # fmt: skip
+    with warnings.catch_warnings():  # the manifest row says "empty" instead
+        warnings.filterwarnings("ignore", message=".*returning an empty mask")
+        return refine_semantic_packed(denoiser, diffusion, items, infer, config.device, calibration)
 
 
 def _write_outputs(

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.packing import CropQueue
 from segrefiner.diffusion import DiscreteDiffusion, sample_loop
 from segrefiner.inference import InferenceConfig, item_generator
 from segrefiner.inference.instance import finish_instances, prepare_instances, refine_instances
+from segrefiner.inference.packing import CropQueue
 from tests.conftest import blob_mask
 
 CFG = InferenceConfig(model_size=32, area_thr=50)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.refine import RefineConfig
+from pipelines.config import RefineConfig
 from pipelines.refine_hr import list_samples, prepare_refine_hr, refine_hr, run_refine_hr_shard
 from pipelines.stores import MaskStore
 from segrefiner.errors import InputError
@@ -143,13 +143,13 @@ def test_out_of_memory_splits_the_group_then_fails_alone(
 
     import torch
 
-    import pipelines.refine_hr as stage
+    import segrefiner.inference.packing as packing
 
     records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
     config = dataclasses.replace(CONFIG, pack_images=3)
     ref = tmp_path / "ref"
     refine_hr(records, ref, config)
-    real = stage.refine_semantic_group
+    real = packing.refine_semantic_group
     victim = str(records[1].coarse)
     calls = []
 
@@ -159,7 +159,7 @@ def test_out_of_memory_splits_the_group_then_fails_alone(
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(model, diffusion, items, infer, device, calibration)
 
-    monkeypatch.setattr(stage, "refine_semantic_group", flaky)
+    monkeypatch.setattr(packing, "refine_semantic_group", flaky)
     out = tmp_path / "out"
     summary = refine_hr(records, out, config)
     assert (3, 4) in calls and (3, 2) in calls and (3, 1) in calls and (1, 1) in calls
