@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipelines.refine import RefineConfig
+from pipelines.config import RefineConfig
 from pipelines.refine_coco import refine_coco
 from pipelines.refine_hr import list_samples, refine_hr
+from pipelines.settings import add_options, from_args
 from segrefiner import rle
 from segrefiner.checkpoint import load_checkpoint
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
@@ -140,15 +141,19 @@ def main() -> None:
     )
     parser.add_argument("--demo", type=Path, default=Path("data/demo"))
     parser.add_argument("--scale", default="default", help="demo scale to generate if missing")
-    parser.add_argument("--checkpoint", "--preset", default="tiny", dest="checkpoint")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--compile-mode", default=None, help="e.g. reduce-overhead, max-autotune")
-    parser.add_argument("--pack-images", type=int, default=4, help="HR images per group")
+    parser.add_argument(
+        "--checkpoint",
+        "--preset",
+        default="tiny",
+        dest="checkpoint",
+        help="checkpoint file or preset name (default: tiny)",
+    )
+    # The stage's settings as the CLI has them, but seed and guard: the baselines run with
+    # seed 0 and no guard, and the IoU check compares like with like.
+    add_options(parser, RefineConfig, exclude={"checkpoint", "seed", "guard"})
+    # The baselines need the sizes as numbers; the store is off: the masks are compared as the
+    # PNG/JSON outputs, and only the refinement is timed.
+    parser.set_defaults(model_size=256, batch_size=32, write_store=False)
     parser.add_argument("--skip-coco", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
@@ -158,19 +163,7 @@ def main() -> None:
     print(f"device: {device_name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
     print(f"checkpoint: {args.checkpoint}; model_size {args.model_size}; batch {args.batch_size}")
 
-    opt = RefineConfig(
-        checkpoint=args.checkpoint,
-        device=args.device,
-        seed=0,
-        batch_size=args.batch_size,
-        model_size=args.model_size,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        compile_mode=args.compile_mode,
-        write_store=False,
-        pack_images=args.pack_images,
-    )
+    opt = from_args(RefineConfig, args)
     if not args.skip_coco:
         bench_coco(args, opt)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pipelines.refine import COMPILE_MODES, RefineConfig
+from pipelines.config import RefineConfig
+from pipelines.settings import pydantic_fields
 from segrefiner.checkpoint import default_checkpoint_path
 
 __all__ = [
@@ -95,39 +96,35 @@ class ClusterParams(_Params):
     processes: bool = Field(True, description="LocalCluster workers as processes (else threads)")
 
 
-class RefineParams(_Params):
-    """The model and how it runs (:class:`pipelines.refine.RefineConfig`)."""
-
-    checkpoint: str = Field(
-        DEMO_CHECKPOINT, description="checkpoint file, preset, or models:/<name>@<alias>"
-    )
-    fallback_checkpoint: str | None = Field(
-        None, description="used when a models:/ reference finds nothing in the registry"
-    )
-    seed: int = Field(0, ge=0)
-    device: str = "cpu"
-    batch_size: int | None = Field(None, ge=1, description="network batch; default: checkpoint's")
-    model_size: int | None = Field(None, ge=8, description="network input side; default: ckpt's")
-    bf16: bool = False
-    channels_last: bool = Field(False, description="NHWC convolutions (tensor cores)")
-    compile: bool = Field(False, description="torch.compile the network")
-    compile_mode: Literal[COMPILE_MODES] | None = None  # type: ignore[valid-type]
-    write_store: bool = Field(True, description="also keep refined masks in the zarr store")
-    pack_images: int = Field(4, ge=1, description="HR: images whose patches share batches")
-    guard: float | None = Field(
-        None,
-        ge=-1.0,
-        le=1.0,
-        description="not official: keep the coarse mask where the refinement score (predicted "
-        "IoU change) is below this, e.g. 0; None: off",
-    )
+class _RefineParams(_Params):
+    # RefineParams' base: what create_model cannot declare (the model config and methods).
 
     def config(self, checkpoint_path: str) -> RefineConfig:
         """The stage config for a resolved checkpoint file (or preset): every field of
-        :class:`~pipelines.refine.RefineConfig` but the checkpoint comes from the field of the
-        same name here (a test holds the two to the same names and defaults)."""
+        :class:`~pipelines.config.RefineConfig` but the checkpoint comes from the field of the
+        same name here (RefineParams is generated from RefineConfig's declaration)."""
         shared = {f.name for f in dataclasses.fields(RefineConfig)} - {"checkpoint"}
         return RefineConfig(checkpoint=checkpoint_path, **self.model_dump(include=shared))
+
+
+# Generated from RefineConfig's declaration (pipelines.settings), so a new setting of the stage
+# is a parameter of every flow, with the same default, limits and help; only the checkpoint
+# differs (a flow default, and registry references resolved by the flows).
+RefineParams = create_model(
+    "RefineParams",
+    __base__=_RefineParams,
+    __module__=__name__,
+    __doc__="The model and how it runs (:class:`pipelines.config.RefineConfig`).",
+    checkpoint=(
+        str,
+        Field(DEMO_CHECKPOINT, description="checkpoint file, preset, or models:/<name>@<alias>"),
+    ),
+    fallback_checkpoint=(
+        str | None,
+        Field(None, description="used when a models:/ reference finds nothing in the registry"),
+    ),
+    **pydantic_fields(RefineConfig, exclude={"checkpoint"}),
+)
 
 
 class ReportParams(_Params):
@@ -150,9 +147,21 @@ class GroundTruth(_Params):
     api: Literal["coco", "lvis"] = "coco"
 
 
-class RefineCocoParams(_Params):
+class _RefineRun(_Params):
+    # What the parameters of every refinement flow share; ``dataset_kind`` names the flow's
+    # experiment (refine-<kind>).
+    dataset_kind: ClassVar[str]
+    num_shards: int = Field(4, ge=1)
+    refine: RefineParams = RefineParams(checkpoint=HR_CHAMPION)
+    cluster: ClusterParams = ClusterParams()
+    report: ReportParams = ReportParams()
+    refresh_cache: bool = Field(False, description="ignore cached task results")
+
+
+class RefineCocoParams(_RefineRun):
     """refine-coco: a segmentor's COCO-format instance results, refined and scored."""
 
+    dataset_kind: ClassVar[str] = "coco"
     dataset: str = Field("coco", description="label in MLflow run names and tags")
     segmentor: str = Field("segmentor", description="label of the results' producer")
     results: str = "data/results/segmentor_val.segm.json"
@@ -172,58 +181,34 @@ class RefineCocoParams(_Params):
         description="first one gives the per-instance rows and the gallery",
     )
     output_dir: str = Field("runs/refine-coco/default", description="refined JSON, work, reports")
-    num_shards: int = Field(4, ge=1)
     refine: RefineParams = Field(
         default_factory=lambda: RefineParams(
             checkpoint=LR_CHAMPION, fallback_checkpoint=fallback_lr()
         )
     )
-    cluster: ClusterParams = ClusterParams()
-    report: ReportParams = ReportParams()
-    refresh_cache: bool = Field(False, description="ignore cached task results")
-
-    @property
-    def dataset_kind(self) -> str:
-        return "coco"
 
 
-class RefineBigParams(_Params):
+class RefineBigParams(_RefineRun):
     """refine-big: BIG test images with a segmentor's coarse masks (``<name>_seg.png``)."""
 
+    dataset_kind: ClassVar[str] = "big"
     dataset: str = "big"
     segmentor: str = "deeplab"
     data_root: str = "data"
     folder: str = Field("big/coarse/deeplab", description="<name>_im.jpg and coarse _seg.png")
     gt_folder: str = Field("big/test", description="ground truths <name>_gt.png")
     output_dir: str = "runs/refine-big/default"
-    num_shards: int = Field(4, ge=1)
-    refine: RefineParams = RefineParams(checkpoint=HR_CHAMPION)
-    cluster: ClusterParams = ClusterParams()
-    report: ReportParams = ReportParams()
-    refresh_cache: bool = False
-
-    @property
-    def dataset_kind(self) -> str:
-        return "big"
 
 
-class RefineDisParams(_Params):
+class RefineDisParams(_RefineRun):
     """refine-dis: DIS-5K sets with a segmentor's coarse masks (``dis/coarse/<segmentor>``)."""
 
+    dataset_kind: ClassVar[str] = "dis"
     dataset: str = "dis"
     segmentor: str = "isnet"
     data_root: str = "data"
     sets: list[str] | None = Field(None, description="default: every DIS-VD/TE set present")
     output_dir: str = "runs/refine-dis/default"
-    num_shards: int = Field(4, ge=1)
-    refine: RefineParams = RefineParams(checkpoint=HR_CHAMPION)
-    cluster: ClusterParams = ClusterParams()
-    report: ReportParams = ReportParams()
-    refresh_cache: bool = False
-
-    @property
-    def dataset_kind(self) -> str:
-        return "dis"
 
 
 class EvaluateParams(_Params):

@@ -12,44 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import RefineConfig
+from pipelines.settings import add_options, from_args
 from segrefiner.cli.argtypes import non_negative_int, positive_int
 from segrefiner.errors import InputError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or preset name")
+    # RefineConfig's settings (--checkpoint, required, to --guard) come from its declaration;
+    # the rest say where and how the shards run.
+    add_options(p, RefineConfig)
     p.add_argument("--shards", type=positive_int, default=1, help="number of shards (default 1)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=None, help="network batch (default 32)"
-    )
-    p.add_argument(
-        "--model-size",
-        type=positive_int,
-        default=None,
-        help="network input side (default: the checkpoint's)",
-    )
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
-    p.add_argument("--channels-last", action="store_true", help="NHWC convolutions (tensor cores)")
-    p.add_argument(
-        "--compile",
-        nargs="?",
-        const="default",
-        default=None,
-        metavar="MODE",
-        help="torch.compile the network; MODE: default, reduce-overhead (CUDA graphs), "
-        "max-autotune, max-autotune-no-cudagraphs",
-    )
-    p.add_argument("--no-store", action="store_true", help="do not keep masks in the zarr store")
-    p.add_argument(
-        "--guard",
-        type=float,
-        default=None,
-        metavar="THRESHOLD",
-        help="not official: keep the coarse mask where the refinement score (predicted IoU "
-        "change) is below THRESHOLD, e.g. 0; default off",
-    )
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     p.add_argument(
         "--workers",
@@ -61,35 +34,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard a work dir from other inputs")
 
 
-def _config(args: argparse.Namespace):
-    from pipelines.refine import RefineConfig
-
+def _config(args: argparse.Namespace) -> RefineConfig:
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda requested but CUDA is not available")
-    from pipelines.refine import COMPILE_MODES
-
-    if args.compile is not None and args.compile not in COMPILE_MODES:
-        raise InputError(f"--compile {args.compile}: unknown mode; one of {list(COMPILE_MODES)}")
-    pack_images = getattr(args, "pack_images", 4)
-    if pack_images < 1:
-        raise InputError(f"--pack-images must be at least 1, got {pack_images}")
-    return RefineConfig(
-        checkpoint=args.checkpoint,
-        seed=args.seed,
-        device=args.device,
-        batch_size=args.batch_size,
-        model_size=args.model_size,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        compile=args.compile is not None,
-        compile_mode=args.compile,
-        write_store=not args.no_store,
-        pack_images=pack_images,
-        guard=args.guard,
-    )
+    return from_args(RefineConfig, args)  # the values were checked as they were parsed
 
 
 def _stage_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,12 +182,6 @@ def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     _common(p)
-    p.add_argument(
-        "--pack-images",
-        type=positive_int,
-        default=4,
-        help="images whose global passes and patches share batches (default 4)",
-    )
     p.set_defaults(func=run_refine_dataset)
 
 

@@ -9,12 +9,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
+from pipelines.config import COMPILE_MODES, RefineConfig
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.sharding import Shard
 from pipelines.stores import MaskStore
@@ -25,33 +25,23 @@ from segrefiner.inference.runtime import AutocastDenoiser, PaddedBatches
 from segrefiner.inference.score import ScoreCalibration
 from segrefiner.io import read_json, write_json
 
+__all__ = [
+    "COMPILE_MODES",
+    "KIND",
+    "InferenceSetup",
+    "RefineConfig",
+    "completed_parts",
+    "inference_setup",
+    "open_or_create_work",
+    "refine_shard",
+    "run_fingerprint",
+    "work_planned",
+    "work_shard_done",
+]
+
 log = logging.getLogger(__name__)
 
 KIND = "refined"  # the mask kind refined outputs are stored under
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """How a refinement stage runs (shared by refine-coco and the HR stages)."""
-
-    checkpoint: str  # checkpoint file or preset name
-    seed: int = 0
-    device: str = "cpu"
-    batch_size: int | None = None  # network batch; None: the checkpoint's setting (32)
-    model_size: int | None = None  # network input side; None: the checkpoint's setting (256)
-    bf16: bool = False  # bfloat16 autocast (meant for CUDA; CPU autocast works too, slowly)
-    channels_last: bool = False  # NHWC memory format (faster convolutions on tensor cores)
-    compile: bool = False  # torch.compile the network (first batches pay the compilation)
-    compile_mode: str | None = None  # torch.compile mode, one of COMPILE_MODES (None: default)
-    write_store: bool = True  # also keep the refined masks in the zarr store
-    pack_images: int = 4  # HR: images whose global passes and patches share batches
-    # not official: keep the coarse mask where the refinement score (predicted IoU change) is
-    # below this; None: off (see segrefiner.inference.score)
-    guard: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.guard is not None:
-            InferenceConfig(guard=self.guard)  # the same range check, before any work starts
 
 
 class InferenceSetup(NamedTuple):
@@ -82,9 +72,6 @@ def inference_setup(config: RefineConfig) -> InferenceSetup:
 
 
 _COMPILED: dict[tuple[int, str | None], Any] = {}
-# torch.compile's modes; "reduce-overhead" replays CUDA graphs (the padded batches keep their
-# shapes fixed), "max-autotune" also benchmarks kernel choices while compiling.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _compiled(model: torch.nn.Module, mode: str | None = None) -> Any:

@@ -95,7 +95,7 @@ def test_two_images_of_one_stem_are_an_error(tmp_path) -> None:
 
 
 def test_refine_coco_refuses_a_busy_work_dir(demo_ci, tmp_path) -> None:
-    from pipelines.refine import RefineConfig
+    from pipelines.config import RefineConfig
     from pipelines.refine_coco import refine_coco
 
     output = tmp_path / "r.segm.json"

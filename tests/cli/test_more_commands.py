@@ -15,7 +15,7 @@ from segrefiner.io import read_mask, write_mask
 
 
 def test_refine_dataset_big_through_the_cli(demo_ci: Path, tmp_path: Path, capsys) -> None:
-    from pipelines.refine import RefineConfig
+    from pipelines.config import RefineConfig
     from pipelines.refine_hr import list_samples, refine_hr
 
     out = tmp_path / "big"

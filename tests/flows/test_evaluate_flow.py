@@ -33,7 +33,7 @@ def _evaluate(tmp_path, dataset, coarse, refined, ground_truth, **fields) -> tup
 def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from pipelines.refine import RefineConfig
+    from pipelines.config import RefineConfig
     from pipelines.refine_coco import refine_coco
     from segrefiner.metrics import instance_ap
 
@@ -69,7 +69,7 @@ def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path)
 
 @pytest.mark.usefixtures("prefect_server")
 def test_evaluate_big_folders(demo_ci, mlflow_store, tmp_path) -> None:
-    from pipelines.refine import RefineConfig
+    from pipelines.config import RefineConfig
     from pipelines.refine_hr import list_samples, refine_hr
     from segrefiner.metrics import evaluate_mask_folders
 

@@ -36,8 +36,8 @@ def test_reevaluate_new_once_skips_known_reports_malformed(
 ):
     from mlflow import MlflowClient
 
-    from pipelines.inbox import Ledger
     from flows.reevaluate import reevaluate
+    from pipelines.inbox import Ledger
 
     inbox = tmp_path / "inbox"
     (inbox / "coco/maskrcnn").mkdir(parents=True)

@@ -74,7 +74,7 @@ def test_semantic_group_on_cuda_matches_one_at_a_time(photo) -> None:
 def test_fast_paths_agree_with_float32_on_the_demo_set(demo_ci: Path, tmp_path, options) -> None:
     """bfloat16 autocast, channels_last and torch.compile (with padded batches) against
     float32 eager on CUDA, through the refine-coco stage."""
-    from pipelines.refine import RefineConfig
+    from pipelines.config import RefineConfig
     from pipelines.refine_coco import refine_coco
 
     def run(name: str, **extra) -> list[np.ndarray]:

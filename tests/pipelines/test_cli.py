@@ -69,15 +69,26 @@ def test_pipeline_cli_errors(demo_ci: Path, tmp_path: Path, capsys) -> None:
         main([*argv, "--pack-images", "0", "-o", str(tmp_path / "o")])
     assert refused.value.code == 2
     assert "argument --pack-images: must be >= 1, got 0" in capsys.readouterr().err
-    assert main([*argv, "--compile", "fastest", "-o", str(tmp_path / "o")]) == 2
-    assert "--compile fastest: unknown mode" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # the mode is its own option now
+        main([*argv, "--compile", "--compile-mode", "fastest", "-o", str(tmp_path / "o")])
+    assert refused.value.code == 2
+    assert "argument --compile-mode: must be one of [" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --compile is a flag: no mode after it
+        main([*argv, "--compile", "fastest", "-o", str(tmp_path / "o")])
+    assert "unrecognized arguments: fastest" in capsys.readouterr().err
 
 
 def test_compile_modes_agree_between_the_stage_and_the_flows() -> None:
+    import argparse
     import typing
 
     from flows.params import RefineParams
-    from pipelines.refine import COMPILE_MODES
+    from pipelines.cli import _common
+    from pipelines.config import COMPILE_MODES
 
     (literal, _none) = typing.get_args(RefineParams.model_fields["compile_mode"].annotation)
     assert typing.get_args(literal) == COMPILE_MODES
+    parser = argparse.ArgumentParser()
+    _common(parser)
+    (option,) = [a for a in parser._actions if a.dest == "compile_mode"]
+    assert tuple(option.choices) == COMPILE_MODES
