@@ -16,15 +16,14 @@ from prefect import flow
 
 from flows import coco, hr
 from flows.checkpoints import ResolvedCheckpoint
-from flows.cluster import on_cluster, submit
-from flows.params import EvaluateParams, GroundTruth
-from flows.refine import finish_run
+from flows.cluster import on_cluster
+from flows.params import EvaluateParams
+from flows.refine import finish_run, run_evaluation
 from flows.tasks import absolute
 from flows.tracking import run_name, tracked_run
 from pipelines.evaluate_hr import evaluation_from_folders
-from pipelines.fingerprint import content_key
+from pipelines.evaluate_stage import coco_content_key, hr_content_key
 from pipelines.models import checkpoint_id
-from pipelines.reports import write_csv
 
 __all__ = ["evaluate"]
 
@@ -48,7 +47,6 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
         coarse, refined = absolute(params.coarse), absolute(params.refined)
         truth = absolute(params.ground_truth)
         report_dir = Path(absolute(params.output_dir))
-        report_dir.mkdir(parents=True, exist_ok=True)
         name = run_name(params.label, params.segmentor, ckpt.sha or None)
         tags = {
             "dataset": params.label,
@@ -66,32 +64,27 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
             params={"params": params.model_dump()},
         ) as run:
             if params.dataset == "coco":
-                gt = GroundTruth(name=params.gt_name, annotations=truth, api=params.api)
-                image_list, image_root = absolute(params.image_list), absolute(params.image_root)
-                key = content_key(files={"coarse": coarse, "refined": refined, "gt": truth})
-                table_future = submit(coco.evaluate_coco, gt, coarse, refined, key)
-                rows = submit(
-                    coco.instance_rows, gt, image_list, image_root, coarse, refined, key
-                ).result()
-                table = table_future.result()
-                write_csv(rows, report_dir / "per_instance.csv")
-                pictures = coco.report_coco(
-                    rows, table, gt, image_list, image_root, coarse, refined, str(report_dir),
-                    params.report.gallery_size, params.report.gallery_sort,
-                )  # fmt: skip
+                tasks, key_of = coco.EVAL_TASKS, coco_content_key
+                scored = {
+                    "coarse": coarse,
+                    "refined": refined,
+                    "ground_truths": [
+                        {"name": params.gt_name, "annotations": truth, "api": params.api}
+                    ],
+                    "image_list": absolute(params.image_list),
+                    "image_root": absolute(params.image_root),
+                }
             else:
+                tasks, key_of = hr.EVAL_TASKS, hr_content_key
                 evaluation = evaluation_from_folders(
                     params.dataset, truth, coarse, refined, params.sets
                 )
-                table, rows = hr.evaluate_outputs(evaluation, refined, report_dir)
-                pictures = hr.report_hr(
-                    rows, table, evaluation, refined, str(report_dir), params.report.gallery_size,
-                    params.report.gallery_sort,
-                )  # fmt: skip
+                scored = {"evaluation": evaluation, "pred_root": refined}
+            table, evaluated = run_evaluation(tasks, key_of, report_dir, params.report, scored)
             title = f"evaluate {name}"
-            summary = {"items": len(rows)}
+            summary = {"items": evaluated["rows"]}
             result = finish_run(
-                run, table, summary, pictures, ckpt, Path(refined), report_dir,
+                run, table, summary, evaluated["pictures"], ckpt, Path(refined), report_dir,
                 f"evaluate-{params.dataset}", title,
             )  # fmt: skip
         return {**result, "checkpoint": dataclasses.asdict(ckpt)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,17 +20,18 @@ from prefect import flow, get_run_logger
 
 from flows import coco, hr
 from flows.checkpoints import ResolvedCheckpoint, resolve_checkpoint
-from flows.cluster import on_cluster, submit
+from flows.cluster import on_cluster
 from flows.params import (
-    GroundTruth,
     RefineBigParams,
     RefineCocoParams,
     RefineDisParams,
     RefineParams,
+    ReportParams,
 )
-from flows.tasks import absolute, log_outcome, publish_metrics
+from flows.tasks import StageTasks, absolute, log_outcome, publish_metrics
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
+from pipelines.evaluate_stage import EvaluateConfig, coco_content_key, hr_content_key, metric_rows
 from pipelines.fingerprint import content_key
 from pipelines.refine_hr import file_digest_of_listing
 from pipelines.reports import (
@@ -38,7 +39,6 @@ from pipelines.reports import (
     draw_score_histogram,
     format_table,
     score_metrics,
-    write_csv,
     write_report,
 )
 from segrefiner.data.folders import SampleRecord
@@ -51,6 +51,7 @@ __all__ = [
     "refine_dis",
     "refine_run",
     "resolve_model",
+    "run_evaluation",
     "run_refine_coco",
     "run_refine_hr",
 ]
@@ -155,41 +156,41 @@ def run_refine_coco(
     summary = coco.TASKS.run_finalize(str(work), key, {"output": str(output)}, refresh)
     logger.info("refined %d detections in %d shards", summary["refined"], len(records))
 
-    # Evaluation: one task per ground truth, plus the per-detection rows, side by side.
-    def eval_key(gt: GroundTruth) -> str:
-        return content_key(files={"coarse": results, "refined": output, "gt": gt.annotations})
-
-    futures = [submit(coco.evaluate_coco, gt, results, str(output), eval_key(gt)) for gt in gts]
-    rows_future = None
-    if gts:
-        rows_future = submit(
-            coco.instance_rows,
-            gts[0],
-            annotations,
-            image_root,
-            results,
-            str(output),
-            eval_key(gts[0]),
-        )
-    table = [row for future in futures for row in future.result()]
-    rows = rows_future.result() if rows_future is not None else []
-    report_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, report_dir / "per_instance.csv")
-    pictures = {}
-    if gts:
-        pictures = coco.report_coco(
-            rows,
-            table,
-            gts[0],
-            annotations,
-            image_root,
-            results,
-            str(output),
-            str(report_dir),
-            params.report.gallery_size,
-            params.report.gallery_sort,
-        )
+    scored = {
+        "coarse": results,
+        "refined": str(output),
+        "ground_truths": gts,
+        "image_list": annotations,
+        "image_root": image_root,
+    }
+    table, evaluated = run_evaluation(
+        coco.EVAL_TASKS, coco_content_key, report_dir, params.report, scored, refresh
+    )
+    pictures = evaluated["pictures"]
     return finish_run(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
+
+
+def run_evaluation(
+    tasks: StageTasks,
+    content_key_of: Callable[..., str],
+    report_dir: Path,
+    report: ReportParams,
+    inputs: dict[str, Any],
+    refresh: bool = False,
+) -> tuple[list[MetricRow], dict[str, Any]]:
+    """An evaluation stage (:mod:`pipelines.evaluate_stage`) into ``report_dir``, keyed on
+    ``content_key_of(config, **inputs)``: the table and finalize's summary (``rows``, ``csv``,
+    ``pictures``).
+
+    Prepare runs every time: the report folder is not keyed by the evaluation's inputs (a run
+    folder may be scored against other ground truths), so its plan is checked against them
+    and an evaluation of other inputs found there is replaced (``overwrite``)."""
+    config = EvaluateConfig(report.gallery_size, report.gallery_sort)
+    key, work = content_key_of(config, **inputs), str(report_dir)
+    shards = tasks.run_prepare(work, config, None, key, {**inputs, "overwrite": True}, refresh=True)
+    tasks.run_shards(shards, work, config, key, refresh, stage=tasks.stage.name)
+    summary = tasks.run_finalize(work, key, {}, refresh)
+    return metric_rows(summary["table"]), summary
 
 
 def finish_run(
@@ -265,17 +266,11 @@ def run_refine_hr(
     shards = hr.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
     hr.TASKS.run_shards(shards, str(work), config, key, refresh, stage=stage, device=config.device)
     summary = hr.TASKS.run_finalize(str(work), key, {}, refresh)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    table, rows = hr.evaluate_outputs(evaluation, str(masks_dir), report_dir, work)
-    pictures = hr.report_hr(
-        rows,
-        table,
-        evaluation,
-        str(masks_dir),
-        str(report_dir),
-        params.report.gallery_size,
-        params.report.gallery_sort,
+    scored = {"evaluation": evaluation, "pred_root": str(masks_dir), "refine_work": str(work)}
+    table, evaluated = run_evaluation(
+        hr.EVAL_TASKS, hr_content_key, report_dir, params.report, scored, refresh
     )
+    pictures = evaluated["pictures"]
     return finish_run(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
 
 

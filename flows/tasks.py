@@ -252,7 +252,9 @@ def log_outcome(
 
     run.log_metrics(metrics_for_tracking(table))
     run.log_metrics({f"stage/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
-    run.log_artifact(report_dir, "report")
+    for entry in sorted(Path(report_dir).iterdir()):  # not the stages' hidden state
+        if not entry.name.startswith("."):
+            run.log_artifact(entry, "report" if entry.is_file() else f"report/{entry.name}")
     output = Path(output)
     run.set_tags({"output": str(output)})
     if output.is_file() and output.stat().st_size <= ARTIFACT_FILE_LIMIT:

@@ -1,6 +1,6 @@
 """COCO-format instance results, coarse vs refined: the AP table (mask AP and boundary AP), the
-per-detection rows and the report's pictures. Plain functions of paths; the Prefect tasks of
-:mod:`flows.coco` call them.
+per-detection rows and the report's pictures. Plain functions of paths; the evaluate-coco stage
+(:mod:`pipelines.evaluate_stage`) calls them.
 
 The scores come from :mod:`segrefiner.metrics`; the table and pictures from
 :mod:`pipelines.reports`.

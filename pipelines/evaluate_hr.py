@@ -1,6 +1,7 @@
 """BIG and DIS-5K mask folders, coarse vs refined: what to score (:class:`HREvaluation`), the
 table and per-image rows of each scored folder (pooled IoU and mBA, per DIS set) and the
-report's pictures. Plain functions of paths; the Prefect tasks of :mod:`flows.hr` call them.
+report's pictures. Plain functions of paths; the evaluate-hr stage
+(:mod:`pipelines.evaluate_stage`) calls them.
 
 The scores come from :func:`segrefiner.metrics.evaluate_mask_folders`; the table and pictures
 from :mod:`pipelines.reports`.

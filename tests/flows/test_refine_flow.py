@@ -101,6 +101,7 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
         assert key in run.data.metrics, key
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/gallery.png", "report/before_after.png", "report/per_instance.csv"} <= artifacts
+    assert not any("/." in path for path in artifacts)  # the evaluation's own state stays local
     assert [a.path for a in client.list_artifacts(run.info.run_id, "refined")] == [
         "refined/refined.segm.json"
     ]
