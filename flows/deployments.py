@@ -4,10 +4,12 @@
 then ``prefect deployment run refine-coco/demo --watch`` (or any deployment below) runs in it.
 Stopping it with SIGINT pauses the schedules until it serves again.
 
-Default parameters point at the data root ``SEGREFINER_DATA_ROOT`` (``data``, laid out as the
-official README says; the demo sets ``data/demo``); ``refine-coco/demo`` always refines the
-demo data set with the demo checkpoint, ``refine-big/demo`` and ``refine-dis/demo`` the demo's
-BIG and DIS sets with the shipped HR model (``checkpoints/segrefiner_hr_real.pt``). Checkpoints come from the model registry's
+Default parameters are the parameter models' own, their paths under ``data/`` moved under the
+data root ``SEGREFINER_DATA_ROOT`` (``data``, laid out as the official README says; the demo
+sets ``data/demo``; the re-evaluation inbox is ``<data root>/inbox``). ``refine-coco/demo``
+always refines the demo data set with the demo checkpoint, ``refine-big/demo`` and
+``refine-dis/demo`` the demo's BIG and DIS sets with the shipped HR model
+(``checkpoints/segrefiner_hr_real.pt``). Checkpoints come from the model registry's
 ``champion`` alias, falling back to the released official files in ``checkpoints/``, else the
 shipped defaults (``segrefiner_lr_real.pt``, ``segrefiner_hr_real.pt``), else for LR the demo
 checkpoint (:func:`flows.params.fallback_lr`, :func:`flows.params.fallback_hr`).
@@ -17,23 +19,23 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from pydantic import BaseModel
 
 from flows.coarse import gen_coarse_hr
 from flows.evaluate import evaluate
 from flows.params import (
+    DATA_ROOT,
     DEMO_CHECKPOINT,
     HR_CHAMPION,
     LR_CHAMPION,
     OFFICIAL_HR,
     OFFICIAL_LR,
-    ClusterParams,
     CoarseHRParams,
     EvaluateParams,
-    GroundTruth,
     ReevaluateParams,
     RefineBigParams,
     RefineCocoParams,
@@ -61,61 +63,60 @@ __all__ = [
 ]
 
 DEMO_ROOT = "data/demo"
+P = TypeVar("P", bound=BaseModel)
 
 
-def _coco_truths(root: str) -> list[GroundTruth]:
-    return [
-        GroundTruth(name="lvis", annotations=f"{root}/lvis/annotations/lvis_v1_val_cocofied.json",
-                    api="lvis"),
-        GroundTruth(name="coco", annotations=f"{root}/coco/annotations/instances_val2017.json"),
-    ]  # fmt: skip
+def rooted(params: P, root: str) -> P:
+    """``params`` with every path under the default data root (``data``) moved under
+    ``root``: the parameter models keep the only copy of the defaults, and a deployment
+    names just what differs."""
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str) and (value == DATA_ROOT or value.startswith(f"{DATA_ROOT}/")):
+            return root + value[len(DATA_ROOT) :]
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return type(params).model_validate(move(params.model_dump()))
 
 
 def demo_params() -> RefineCocoParams:
     """refine-coco/demo: the demo segmentor's val results, the demo checkpoint, 2 shards."""
-    return RefineCocoParams(
-        dataset="coco-demo",
-        segmentor="demo-segmentor",
-        results=f"{DEMO_ROOT}/results/segmentor_val.segm.json",
-        annotations=f"{DEMO_ROOT}/coco/annotations/instances_val2017.json",
-        image_root=f"{DEMO_ROOT}/coco/val2017",
-        ground_truths=_coco_truths(DEMO_ROOT),
-        output_dir="runs/refine-coco/demo",
-        num_shards=2,
-        refine=RefineParams(checkpoint=DEMO_CHECKPOINT),
-        cluster=ClusterParams(n_workers=2),
-    )
+    return rooted(
+        RefineCocoParams(
+            dataset="coco-demo", segmentor="demo-segmentor", output_dir="runs/refine-coco/demo",
+            num_shards=2, refine=RefineParams(checkpoint=DEMO_CHECKPOINT),
+        ),
+        DEMO_ROOT,
+    )  # fmt: skip
 
 
 def demo_big_params() -> RefineBigParams:
     """refine-big/demo: the demo's BIG-like test images (2048-3072 px, coarse ``*_seg.png``
     next to them), the shipped HR model, 2 shards."""
-    return RefineBigParams(
-        dataset="big-demo",
-        segmentor="demo-segmentor",
-        data_root=DEMO_ROOT,
-        folder="big/test",
-        gt_folder="big/test",
-        output_dir="runs/refine-big/demo",
-        num_shards=2,
-        refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
-        cluster=ClusterParams(n_workers=2),
-    )
+    return rooted(
+        RefineBigParams(
+            dataset="big-demo", segmentor="demo-segmentor", folder="big/test",
+            output_dir="runs/refine-big/demo", num_shards=2,
+            refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
+        ),
+        DEMO_ROOT,
+    )  # fmt: skip
 
 
 def demo_dis_params() -> RefineDisParams:
     """refine-dis/demo: the demo's DIS-VD and DIS-TE1 images with their isnet-like coarse
     masks, the shipped HR model, 2 shards."""
-    return RefineDisParams(
-        dataset="dis-demo",
-        segmentor="isnet",
-        data_root=DEMO_ROOT,
-        sets=["DIS-VD", "DIS-TE1"],
-        output_dir="runs/refine-dis/demo",
-        num_shards=2,
-        refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
-        cluster=ClusterParams(n_workers=2),
-    )
+    return rooted(
+        RefineDisParams(
+            dataset="dis-demo", sets=["DIS-VD", "DIS-TE1"], output_dir="runs/refine-dis/demo",
+            num_shards=2, refine=RefineParams(checkpoint=shipped_checkpoint("hr")),
+        ),
+        DEMO_ROOT,
+    )  # fmt: skip
 
 
 def _as_parameters(params: Any) -> dict[str, Any]:
@@ -127,68 +128,28 @@ def build_deployments(data_root: str, interval_s: int) -> list[RunnerDeployment]
     r = data_root
     lr = RefineParams(checkpoint=LR_CHAMPION, fallback_checkpoint=fallback_lr())
     hr = RefineParams(checkpoint=HR_CHAMPION, fallback_checkpoint=fallback_hr())
+    train_hr_overrides = [f"data.root={r}", f"data.hr.coarse_store={r}/coarse_hr.zarr"]
+    demo = {"tags": ["demo"]}
     specs: list[tuple[Any, str, Any, dict[str, Any]]] = [
-        (refine_coco, "demo", demo_params(), {"tags": ["demo"]}),
-        (
-            refine_coco,
-            "default",
-            RefineCocoParams(
-                results=f"{r}/results/segmentor_val.segm.json",
-                annotations=f"{r}/coco/annotations/instances_val2017.json",
-                image_root=f"{r}/coco/val2017",
-                ground_truths=_coco_truths(r),
-                refine=lr,
-            ),
-            {},
-        ),
-        (refine_big, "demo", demo_big_params(), {"tags": ["demo"]}),
-        (refine_dis, "demo", demo_dis_params(), {"tags": ["demo"]}),
-        (refine_big, "default", RefineBigParams(data_root=r, refine=hr), {}),
-        (refine_dis, "default", RefineDisParams(data_root=r, refine=hr), {}),
-        (
-            gen_coarse_hr,
-            "default",
-            CoarseHRParams(data_root=r, store=f"{r}/coarse_hr.zarr"),
-            {},
-        ),
-        (
-            train_lr,
-            "default",
-            TrainParams(config="configs/segrefiner_lr.yaml", overrides=[f"data.root={r}"]),
-            {},
-        ),
-        (
-            train_hr,
-            "default",
-            TrainParams(
-                config="configs/segrefiner_hr.yaml",
-                overrides=[f"data.root={r}", f"data.hr.coarse_store={r}/coarse_hr.zarr"],
-            ),
-            {},
-        ),
-        (
-            evaluate,
-            "default",
-            EvaluateParams(
-                coarse=f"{r}/results/segmentor_val.segm.json",
-                ground_truth=f"{r}/lvis/annotations/lvis_v1_val_cocofied.json",
-                image_list=f"{r}/coco/annotations/instances_val2017.json",
-                image_root=f"{r}/coco/val2017",
-            ),
-            {},
-        ),
+        (refine_coco, "demo", demo_params(), demo),
+        (refine_coco, "default", rooted(RefineCocoParams(refine=lr), r), {}),
+        (refine_big, "demo", demo_big_params(), demo),
+        (refine_dis, "demo", demo_dis_params(), demo),
+        (refine_big, "default", rooted(RefineBigParams(refine=hr), r), {}),
+        (refine_dis, "default", rooted(RefineDisParams(refine=hr), r), {}),
+        (gen_coarse_hr, "default", rooted(CoarseHRParams(), r), {}),
+        (train_lr, "default", TrainParams(overrides=[f"data.root={r}"]), {}),
+        (train_hr, "default",
+         TrainParams(config="configs/segrefiner_hr.yaml", overrides=train_hr_overrides), {}),
+        (evaluate, "default", rooted(EvaluateParams(), r), {}),
         (
             reevaluate,
             "scheduled",
-            ReevaluateParams(
-                data_root=r,
-                fallback_lr_checkpoint=fallback_lr(),
-                fallback_hr_checkpoint=fallback_hr(),
-            ),
+            rooted(ReevaluateParams(), r),
             # One at a time: runs share the ledger.
             {"interval": timedelta(seconds=interval_s), "concurrency_limit": 1},
         ),
-    ]
+    ]  # fmt: skip
     return [
         flow.to_deployment(
             name,

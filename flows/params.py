@@ -22,6 +22,7 @@ from pipelines.settings import pydantic_fields
 from segrefiner.checkpoint import default_checkpoint_path
 
 __all__ = [
+    "DATA_ROOT",
     "DEMO_CHECKPOINT",
     "OFFICIAL_HR",
     "OFFICIAL_LR",
@@ -41,6 +42,9 @@ __all__ = [
     "shipped_checkpoint",
 ]
 
+# The default data root: every default path below under it is moved under the served data root
+# by flows.deployments.rooted, so these models hold the only copy of the defaults.
+DATA_ROOT = "data"
 DEMO_CHECKPOINT = "checkpoints/demo_lr_tiny.pt"
 LR_CHAMPION = "models:/segrefiner-lr@champion"
 HR_CHAMPION = "models:/segrefiner-hr@champion"

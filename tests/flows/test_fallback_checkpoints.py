@@ -102,3 +102,34 @@ def test_demo_hr_deployments_use_the_shipped_hr_model(project: Path) -> None:
         # the shipped file's path even before it exists: the run then names it as missing
         assert params["refine"]["checkpoint"] == "checkpoints/segrefiner_hr_real.pt"
         assert params["data_root"] == DEMO_ROOT and params["output_dir"].endswith("/demo")
+
+
+def test_deployments_move_every_default_data_path_under_the_data_root(project: Path) -> None:
+    from flows.deployments import build_deployments
+    from flows.params import CoarseHRParams, RefineCocoParams
+
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict | list):
+            for v in value.values() if isinstance(value, dict) else value:
+                yield from strings(v)
+
+    by_flow = {
+        (d.flow_name, d.name): d.parameters["params"] for d in build_deployments("/srv/d", 60)
+    }
+    # the demo deployments always refine the demo data (data/demo)
+    found = [s for (_, name), params in by_flow.items() if name != "demo" for s in strings(params)]
+    assert found and not [s for s in found if s == "data" or s.startswith("data/")]
+    coco = by_flow[("refine-coco", "default")]
+    # the models' defaults, moved: nothing but the root differs
+    default = RefineCocoParams()
+    assert coco["results"] == "/srv/d" + default.results.removeprefix("data")
+    assert [g["annotations"] for g in coco["ground_truths"]] == [
+        "/srv/d" + g.annotations.removeprefix("data") for g in default.ground_truths
+    ]
+    assert by_flow[("gen-coarse-hr", "default")]["store"] == "/srv/d/coarse_hr.zarr"
+    assert CoarseHRParams().store == "data/coarse_hr.zarr"
+    assert by_flow[("reevaluate", "scheduled")]["inbox"] == "/srv/d/inbox"
+    demo = by_flow[("refine-coco", "demo")]
+    assert demo["results"] == "data/demo/results/segmentor_val.segm.json"
