@@ -28,6 +28,7 @@ pictures, so a new one keeps the records and redraws.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -474,46 +475,17 @@ def finalize_evaluate_hr(work_dir: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the stages
 
 
-def _coco_planned(work_dir: str | os.PathLike) -> bool:
-    return _planned(work_dir, EVALUATE_COCO_NAME)
+def _evaluation_stage(name: str, prepare: Any, run_shard: Any, finalize: Any) -> Stage:
+    # The stage contract (pipelines.stage); the work folder is the report folder, no outputs.
+    return Stage(
+        name, prepare, run_shard, finalize, functools.partial(_planned, stage=name),
+        functools.partial(_shard_done, stage=name), functools.partial(_finalized, stage=name),
+    )  # fmt: skip
 
 
-def _coco_shard_done(work_dir: str | os.PathLike, shard: Shard) -> bool:
-    return _shard_done(work_dir, shard, EVALUATE_COCO_NAME)
-
-
-def _coco_finalized(work_dir: str | os.PathLike) -> bool:
-    return _finalized(work_dir, EVALUATE_COCO_NAME)
-
-
-def _hr_planned(work_dir: str | os.PathLike) -> bool:
-    return _planned(work_dir, EVALUATE_HR_NAME)
-
-
-def _hr_shard_done(work_dir: str | os.PathLike, shard: Shard) -> bool:
-    return _shard_done(work_dir, shard, EVALUATE_HR_NAME)
-
-
-def _hr_finalized(work_dir: str | os.PathLike) -> bool:
-    return _finalized(work_dir, EVALUATE_HR_NAME)
-
-
-# The stage contract (pipelines.stage); the work folder is the report folder, no outputs.
-EVALUATE_COCO = Stage(
-    EVALUATE_COCO_NAME,
-    prepare=prepare_evaluate_coco,
-    run_shard=run_evaluate_coco_shard,
-    finalize=finalize_evaluate_coco,
-    planned=_coco_planned,
-    shard_done=_coco_shard_done,
-    finalized=_coco_finalized,
+EVALUATE_COCO = _evaluation_stage(
+    EVALUATE_COCO_NAME, prepare_evaluate_coco, run_evaluate_coco_shard, finalize_evaluate_coco
 )
-EVALUATE_HR = Stage(
-    EVALUATE_HR_NAME,
-    prepare=prepare_evaluate_hr,
-    run_shard=run_evaluate_hr_shard,
-    finalize=finalize_evaluate_hr,
-    planned=_hr_planned,
-    shard_done=_hr_shard_done,
-    finalized=_hr_finalized,
+EVALUATE_HR = _evaluation_stage(
+    EVALUATE_HR_NAME, prepare_evaluate_hr, run_evaluate_hr_shard, finalize_evaluate_hr
 )

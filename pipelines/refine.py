@@ -17,6 +17,7 @@ import torch
 from pipelines.config import COMPILE_MODES, RefineConfig
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.sharding import Shard
+from pipelines.stage import Stage
 from pipelines.stores import MaskStore
 from segrefiner.diffusion import DiscreteDiffusion
 from segrefiner.errors import InputError
@@ -34,6 +35,7 @@ __all__ = [
     "inference_setup",
     "open_or_create_work",
     "refine_shard",
+    "refine_stage",
     "run_fingerprint",
     "work_planned",
     "work_shard_done",
@@ -139,6 +141,18 @@ def work_shard_done(work_dir: str | os.PathLike, shard: Shard) -> bool:
     """The shard's completion record is in the store of ``work_dir``."""
     path = Path(work_dir) / "refined.zarr"
     return MaskStore.exists(path) and MaskStore.open(path).completion_record(shard.name) is not None
+
+
+def refine_stage(
+    name: str,
+    prepare: Callable[..., list[Shard]],
+    run_shard: Callable[[str, Any, Shard], Any],
+    finalize: Callable[..., dict[str, Any]],
+    finalized: Callable[..., bool],
+) -> Stage:
+    """A refinement stage's contract (:class:`~pipelines.stage.Stage`): its work folder holds
+    the ``refined.zarr`` store (:func:`work_planned`, :func:`work_shard_done`)."""
+    return Stage(name, prepare, run_shard, finalize, work_planned, work_shard_done, finalized)
 
 
 def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:

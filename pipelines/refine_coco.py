@@ -45,12 +45,11 @@ from pipelines.refine import (
     completed_parts,
     open_or_create_work,
     refine_shard,
+    refine_stage,
     run_fingerprint,
-    work_planned,
-    work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
-from pipelines.stage import ShardRun, Stage, run_stage
+from pipelines.stage import ShardRun, run_stage
 from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.data.coco import load_coco_instances, load_segmentor_results
@@ -391,12 +390,6 @@ def _finalized(work_dir: str | os.PathLike, *, output: str | os.PathLike) -> boo
 
 
 # The stage contract (pipelines.stage): inputs results, annotations, image_root; output output.
-REFINE_COCO = Stage(
-    "refine-coco",
-    prepare=prepare_refine_coco,
-    run_shard=run_refine_coco_shard,
-    finalize=finalize_refine_coco,
-    planned=work_planned,
-    shard_done=work_shard_done,
-    finalized=_finalized,
+REFINE_COCO = refine_stage(
+    "refine-coco", prepare_refine_coco, run_refine_coco_shard, finalize_refine_coco, _finalized
 )

@@ -40,12 +40,11 @@ from pipelines.refine import (
     completed_parts,
     open_or_create_work,
     refine_shard,
+    refine_stage,
     run_fingerprint,
-    work_planned,
-    work_shard_done,
 )
 from pipelines.sharding import Shard, plan_shards
-from pipelines.stage import ShardRun, Stage, run_stage
+from pipelines.stage import ShardRun, run_stage
 from pipelines.stores import MaskStore
 from segrefiner.data.folders import DIS_SETS, SampleRecord, read_big, read_dis, read_thin_object
 from segrefiner.errors import InputError
@@ -333,12 +332,6 @@ def _finalized(work_dir: str | os.PathLike) -> bool:
 
 # The stage contract (pipelines.stage): inputs records, out_dir; no outputs (the masks are
 # written by the shards, the manifest by finalize).
-REFINE_HR = Stage(
-    "refine-hr",
-    prepare=prepare_refine_hr,
-    run_shard=run_refine_hr_shard,
-    finalize=finalize_refine_hr,
-    planned=work_planned,
-    shard_done=work_shard_done,
-    finalized=_finalized,
+REFINE_HR = refine_stage(
+    "refine-hr", prepare_refine_hr, run_refine_hr_shard, finalize_refine_hr, _finalized
 )

@@ -10,33 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+ORCHESTRATION = {"prefect", "prefect_dask", "mlflow"}
+BATCH = {"dask", "distributed", "zarr"}
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "segrefiner": {
-        "prefect",
-        "prefect_dask",
-        "mlflow",
-        "dask",
-        "distributed",
-        "zarr",
-        "pipelines",
-        "flows",
-    },
-    "pipelines": {"prefect", "prefect_dask", "mlflow", "flows", "services"},
+    "segrefiner": ORCHESTRATION | BATCH | {"pipelines", "flows", "services"},
+    "pipelines": ORCHESTRATION | {"flows", "services"},
     # the local services' settings and supervisor: the standard library only
-    "services": {
-        "prefect",
-        "prefect_dask",
-        "mlflow",
-        "dask",
-        "distributed",
-        "zarr",
-        "torch",
-        "numpy",
-        "segrefiner",
-        "pipelines",
-        "flows",
-    },
+    "services": ORCHESTRATION | BATCH | {"torch", "numpy", "segrefiner", "pipelines", "flows"},
 }
 
 

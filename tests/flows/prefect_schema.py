@@ -1,7 +1,7 @@
 """A migrated, empty Prefect database kept as SQL text, so the tests' Prefect server starts
 without running every schema migration (about 13 of its 17 s on 2 cores).
 
-``tests/assets/prefect_schema/<prefect version>.sql`` is the dump of a database that Prefect
+``tests/assets/prefect_schema/<prefect version>.sql.gz`` is the (gzipped) dump of a database that Prefect
 migrated itself; only the installed version's file is used, so a Prefect upgrade falls back
 to migrating until the new file is written::
 
@@ -11,6 +11,7 @@ to migrating until the new file is written::
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ DB_NAME = "prefect-test.db"  # the file name prefect_test_harness gives its data
 
 
 def schema_file() -> Path:
-    return SCHEMAS / f"{prefect.__version__}.sql"
+    return SCHEMAS / f"{prefect.__version__}.sql.gz"
 
 
 def seed_database(folder: Path) -> bool:
@@ -31,7 +32,7 @@ def seed_database(folder: Path) -> bool:
         return False
     connection = sqlite3.connect(folder / DB_NAME)
     try:
-        connection.executescript(schema_file().read_text(encoding="utf-8"))
+        connection.executescript(gzip.decompress(schema_file().read_bytes()).decode("utf-8"))
     finally:
         connection.close()
     return True
@@ -56,7 +57,7 @@ def write_schema() -> Path:
             connection.close()
     SCHEMAS.mkdir(parents=True, exist_ok=True)
     out = schema_file()
-    out.write_text(dump, encoding="utf-8")
+    out.write_bytes(gzip.compress(dump.encode("utf-8"), mtime=0))
     return out
 
 
