@@ -133,6 +133,12 @@ def _raise_problems(problems: list[str]) -> None:
     raise InputError(f"{len(problems)} problem(s) in the data set:\n" + "\n".join(shown) + tail)
 
 
+def _checked(records: list[SampleRecord], problems: list[str]) -> list[SampleRecord]:
+    """``records`` sorted by sample id, once no problem was found (else all are raised)."""
+    _raise_problems(problems)
+    return sorted(records, key=lambda r: r.sample_id)
+
+
 def _files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     """Plain files of ``folder`` (not recursive) whose suffix (any case) is in ``suffixes``."""
     wanted = {s.lower() for s in suffixes}
@@ -347,9 +353,7 @@ def read_dis(
             strict=strict,
             problems=problems,
         )
-    _raise_problems(problems)
-    records.sort(key=lambda r: r.sample_id)
-    return records
+    return _checked(records, problems)
 
 
 def read_thin_object(
@@ -405,9 +409,7 @@ def read_thin_object(
                 gt=gt,
             )
         )
-    _raise_problems(problems)
-    records.sort(key=lambda r: r.sample_id)
-    return records
+    return _checked(records, problems)
 
 
 def read_pairs(

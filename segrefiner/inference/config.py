@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from segrefiner.config import from_dict as strict_from_dict
 from segrefiner.errors import InputError
 
 # ImageNet statistics on the 0-255 scale, RGB order (the official ``img_norm_cfg``).
@@ -89,8 +90,6 @@ class InferenceConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InferenceConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(f"unknown inference settings: {sorted(unknown)}")
-        return cls(**values)
+        """Strictly (:func:`segrefiner.config.from_dict`): unknown keys and wrong types are
+        errors naming the key."""
+        return strict_from_dict(cls, values, "inference settings")

@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from segrefiner.errors import CheckpointError
+from segrefiner.config import from_dict as strict_from_dict
+from segrefiner.errors import CheckpointError, InputError
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,12 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> UNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise CheckpointError(f"unknown UNet config keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Strictly (:func:`segrefiner.config.from_dict`: unknown keys and wrong types are
+        errors naming the key; lists become tuples), as a :class:`CheckpointError`."""
+        try:
+            return strict_from_dict(cls, values, "UNet config")
+        except InputError as exc:
+            raise CheckpointError(str(exc)) from exc
 
 
 PRESETS: dict[str, UNetConfig] = {
