@@ -25,7 +25,7 @@ from pathlib import Path
 
 from flows.deployments import DEMO_ROOT
 from flows.params import DEMO_CHECKPOINT, shipped_checkpoint
-from pipelines.reports import MetricRow, format_table
+from pipelines.reports import format_table, metric_rows
 from segrefiner.checkpoint import default_checkpoint_path
 from segrefiner.io import read_json
 from services.settings import load_settings
@@ -64,7 +64,7 @@ def prepare_inputs(root: Path) -> None:
 def print_hr_outcome(report: Path) -> None:
     """The table of one HR demo deployment (pooled IoU and mBA per set)."""
     data = read_json(report)
-    rows = [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in data["table"]]
+    rows = metric_rows(data["table"])
     print()
     print(format_table(rows, f"{data['title']} (x100; delta = refined - coarse)"))
     summary = data["summary"]
@@ -73,7 +73,7 @@ def print_hr_outcome(report: Path) -> None:
 
 def print_outcome(report: Path) -> None:
     data = read_json(report)
-    rows = [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in data["table"]]
+    rows = metric_rows(data["table"])
     headline = [r for r in rows if r.key.endswith(("_AP", "_APs", "_APm", "_APl"))] or rows
     print()
     print(format_table(headline, f"{data['title']} (x100; delta = refined - coarse)"))

@@ -158,10 +158,10 @@ def reevaluate(params: ReevaluateParams = DEFAULT_REEVALUATE) -> dict[str, Any]:
                 outcome["failed"].append(item)
                 continue
             item["checkpoint"] = ckpt.sha
-            seen = ledger.get(drop.content, ckpt.sha)
-            if seen and (seen["status"] == "ok" or not params.retry_failed):
+            seen = ledger.done(drop.content, ckpt.sha, retry_failed=params.retry_failed)
+            if seen:
                 logger.info(
-                    "%s: already evaluated (%s, %s)", drop.label, seen["status"], seen["time"]
+                    "%s: evaluated before (%s, %s)", drop.label, seen["status"], seen["time"]
                 )
                 outcome["skipped"].append({**item, "status": seen["status"]})
                 continue
@@ -178,22 +178,13 @@ def reevaluate(params: ReevaluateParams = DEFAULT_REEVALUATE) -> dict[str, Any]:
             ledger.record(drop, ckpt.sha, "ok", mlflow_run_id=result["mlflow_run_id"])
             outcome["evaluated"].append(item)
         rows = [
-            {
-                "drop": i["drop"],
-                "status": status,
-                "detail": i.get("error") or i.get("mlflow_run_id"),
-            }
+            {"drop": i["drop"], "status": status, "detail": i.get("error") or i.get("mlflow_run_id")}
             for status in ("evaluated", "failed", "skipped")
             for i in outcome[status]
-        ]
+        ]  # fmt: skip
         if rows:
             create_table_artifact(
                 rows, key=artifact_key("reevaluate", "drops"), description="inbox drops this run"
             )
-        logger.info(
-            "reevaluate: %d evaluated, %d failed, %d already done",
-            len(outcome["evaluated"]),
-            len(outcome["failed"]),
-            len(outcome["skipped"]),
-        )
+        logger.info("reevaluate: %s", ", ".join(f"{len(v)} {k}" for k, v in outcome.items()))
         return outcome

@@ -31,13 +31,14 @@ from flows.params import (
 from flows.tasks import StageTasks, absolute, log_outcome, publish_metrics
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
-from pipelines.evaluate_stage import EvaluateConfig, coco_content_key, hr_content_key, metric_rows
+from pipelines.evaluate_stage import EvaluateConfig, coco_content_key, hr_content_key
 from pipelines.fingerprint import content_key
 from pipelines.refine_hr import file_digest_of_listing
 from pipelines.reports import (
     MetricRow,
     draw_score_histogram,
     format_table,
+    metric_rows,
     score_metrics,
     write_report,
 )

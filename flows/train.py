@@ -11,7 +11,6 @@ directory, so workers started elsewhere write to the same place.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from flows.tasks import absolute, artifact_key
 from flows.tracking import Tracker, tracked_run
 from flows.training_log import MlflowTrainingCallback, follow_jsonl
 from pipelines.fingerprint import content_key
-from pipelines.train import train_stage
+from pipelines.train import anchored_overrides, train_stage
 from segrefiner.errors import InputError
-from segrefiner.training.config import TrainConfig, load_train_config
+from segrefiner.training.config import load_train_config
 from segrefiner.training.distributed import default_nproc
 
 __all__ = ["train_hr", "train_lr"]
@@ -61,19 +60,6 @@ def train_task(
     return train_stage(config, overrides, nproc=nproc, until=until, timeout=timeout_s)
 
 
-def _absolute_overrides(config: TrainConfig, overrides: list[str]) -> list[str]:
-    # Later overrides win: the resolved folders are appended after the user's.
-    extra = []
-    if not os.path.isabs(config.data.root):
-        extra.append(f"data.root={absolute(config.data.root)}")
-    if not os.path.isabs(config.checkpoint.dir):
-        extra.append(f"checkpoint.dir={absolute(config.checkpoint.dir)}")
-    store = config.data.hr.coarse_store
-    if config.data.task == "hr" and store and not os.path.isabs(store):
-        extra.append(f"data.hr.coarse_store={absolute(store)}")
-    return [*overrides, *extra]
-
-
 def run_training(params: TrainParams, kind: str) -> dict[str, Any]:
     """The body of train-lr / train-hr."""
     logger = get_run_logger()
@@ -81,7 +67,7 @@ def run_training(params: TrainParams, kind: str) -> dict[str, Any]:
     config = load_train_config(config_path, list(params.overrides))
     if config.data.task != kind:
         raise InputError(f"{params.config}: data.task is {config.data.task!r}, not {kind!r}")
-    overrides = _absolute_overrides(config, list(params.overrides))
+    overrides = anchored_overrides(config, list(params.overrides))
     config = load_train_config(config_path, overrides)
     nproc = params.nproc or default_nproc(config.runtime)
     gpu = config.runtime.device != "cpu" and _gpus() > 0

@@ -61,7 +61,6 @@ __all__ = [
     "finalize_evaluate_coco",
     "finalize_evaluate_hr",
     "hr_content_key",
-    "metric_rows",
     "prepare_evaluate_coco",
     "prepare_evaluate_hr",
     "run_evaluate_coco_shard",
@@ -92,11 +91,6 @@ class EvaluateConfig:
             raise InputError(
                 f"gallery_sort: one of {list(GALLERY_SORTS)}, got {self.gallery_sort!r}"
             )
-
-
-def metric_rows(table: Sequence[Mapping[str, Any]]) -> list[MetricRow]:
-    """The table of a finalize summary (:meth:`MetricRow.as_dict` rows) as :class:`MetricRow`."""
-    return [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in table]
 
 
 # --------------------------------------------------------------------------- the folder

@@ -148,6 +148,16 @@ class Ledger:
     def get(self, content: str, checkpoint: str) -> dict[str, Any] | None:
         return self.entries.get(self.key(content, checkpoint))
 
+    def done(
+        self, content: str, checkpoint: str, *, retry_failed: bool = False
+    ) -> dict[str, Any] | None:
+        """The entry of a drop that needs no new evaluation with ``checkpoint``: it succeeded
+        before, or failed and failures are not retried; None when it is to be evaluated."""
+        seen = self.get(content, checkpoint)
+        if seen and (seen["status"] == "ok" or not retry_failed):
+            return seen
+        return None
+
     def record(self, drop: Drop, checkpoint: str, status: str, **details: Any) -> None:
         """Note the outcome of ``drop`` with ``checkpoint`` and save the ledger."""
         self.entries[self.key(drop.content, checkpoint)] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ __all__ = [
     "format_table",
     "gallery_order",
     "markdown_table",
+    "metric_rows",
     "metrics_for_tracking",
     "score_metrics",
     "write_csv",
@@ -65,6 +66,11 @@ class MetricRow:
             "refined": self.refined,
             "delta": self.delta,
         }
+
+
+def metric_rows(table: Sequence[Mapping[str, Any]]) -> list[MetricRow]:
+    """The table of a finalize summary (:meth:`MetricRow.as_dict` rows) as :class:`MetricRow`."""
+    return [MetricRow(r["key"], r["metric"], r["coarse"], r["refined"]) for r in table]
 
 
 def metrics_for_tracking(rows: Iterable[MetricRow]) -> dict[str, float | None]:

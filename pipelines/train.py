@@ -33,7 +33,7 @@ from segrefiner.training.config import TrainConfig, load_train_config
 from segrefiner.training.distributed import default_nproc, env_ranks, torchrun_command
 from segrefiner.training.loop import read_result, train
 
-__all__ = ["StoreCoarseSource", "TrainingFailedError", "main", "train_stage"]
+__all__ = ["StoreCoarseSource", "TrainingFailedError", "anchored_overrides", "main", "train_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,25 @@ def _coarse_source(config: TrainConfig) -> StoreCoarseSource | None:
     if config.data.task == "hr" and config.data.hr.coarse == "store":
         return StoreCoarseSource(config.data.hr.coarse_store)
     return None
+
+
+def anchored_overrides(config: TrainConfig, overrides: list[str]) -> list[str]:
+    """``overrides`` plus the recipe's relative folders (data root, checkpoint folder, HR coarse
+    store) made absolute against the working directory, so torchrun workers started elsewhere
+    find them. Later overrides win: the resolved folders come after the user's."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    extra = []
+    if not os.path.isabs(config.data.root):
+        extra.append(f"data.root={absolute(config.data.root)}")
+    if not os.path.isabs(config.checkpoint.dir):
+        extra.append(f"checkpoint.dir={absolute(config.checkpoint.dir)}")
+    store = config.data.hr.coarse_store
+    if config.data.task == "hr" and store and not os.path.isabs(store):
+        extra.append(f"data.hr.coarse_store={absolute(store)}")
+    return [*overrides, *extra]
 
 
 def train_stage(

@@ -67,6 +67,12 @@ def test_ledger_round_trip(tmp_path):
     assert again.get(drop.content, "sha256:abc")["error"] == "bad"
     assert again.get(drop.content, "sha256:other") is None
     assert json.loads((tmp_path / "ledger.json").read_text())["version"] == 1
+    # a failure is evaluated again only when failures are retried; a success never is
+    assert again.done(drop.content, "sha256:abc")["status"] == "failed"
+    assert again.done(drop.content, "sha256:abc", retry_failed=True) is None
+    assert again.done(drop.content, "sha256:other") is None
+    again.record(drop, "sha256:abc", "ok")
+    assert again.done(drop.content, "sha256:abc", retry_failed=True)["status"] == "ok"
 
 
 def test_mask_drop_without_dataset_images_is_malformed(tmp_path):

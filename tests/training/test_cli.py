@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -40,3 +41,27 @@ def test_print_config_and_bad_override(tmp_path, capsys) -> None:
     assert main(["train", "--config", str(config), "optim.learning_rate=1"]) == 2
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_anchored_overrides_make_the_recipes_folders_absolute(tmp_path, monkeypatch) -> None:
+    from pipelines.train import anchored_overrides
+    from segrefiner.training.config import load_train_config
+
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).resolve().parents[2] / "configs/segrefiner_hr.yaml"
+    hr = load_train_config(
+        recipe,
+        ["data.root=d", "checkpoint.dir=runs/x", "data.hr.coarse_store=d/c.zarr"],
+    )
+    got = anchored_overrides(hr, ["optim.lr=1e-4"])
+    assert got == [
+        "optim.lr=1e-4",
+        f"data.root={tmp_path / 'd'}",
+        f"checkpoint.dir={tmp_path / 'runs/x'}",
+        f"data.hr.coarse_store={tmp_path / 'd/c.zarr'}",
+    ]
+    absolute = load_train_config(
+        recipe,
+        [f"data.root={tmp_path}", f"checkpoint.dir={tmp_path}", f"data.hr.coarse_store={tmp_path}"],
+    )
+    assert anchored_overrides(absolute, []) == []
