@@ -14,7 +14,7 @@ from typing import Any
 
 from pipelines.config import RefineConfig
 from pipelines.settings import add_options, from_args
-from segrefiner.cli.argtypes import non_negative_int, positive_int
+from segrefiner.cli.argtypes import add_command, non_negative_int, positive_int
 from segrefiner.errors import InputError
 
 
@@ -32,6 +32,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work-dir", type=Path, default=None, help="where shards keep their state")
     p.add_argument("--overwrite", action="store_true", help="discard a work dir from other inputs")
+
+
+def _output_and_common(p: argparse.ArgumentParser, output_help: str, run: Any) -> None:
+    # what both commands end with: the output, the shared options, the function they run
+    p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
+    _common(p)
+    p.set_defaults(func=run)
 
 
 def _config(args: argparse.Namespace) -> RefineConfig:
@@ -95,12 +102,12 @@ def _run(fn, total: int, desc: str, **kwargs) -> dict[str, Any] | None:
 
 
 def register_refine_coco(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "refine-coco",
-        help="refine a segmentor's COCO results JSON with the LR model (sharded, resumable)",
-        description="Refine every detection's mask of a COCO-format results file; boxes, "
-        "scores and categories are kept. Re-running with the same inputs resumes.",
-    )
+    p = add_command(
+        subparsers, "refine-coco",
+        "Refine every detection's mask of a COCO-format results file; boxes, scores and "
+        "categories are kept. Re-running with the same inputs resumes.",
+        "refine a segmentor's COCO results JSON with the LR model (sharded, resumable)",
+    )  # fmt: skip
     p.add_argument("--results", type=Path, required=True, help="segmentor results (COCO format)")
     p.add_argument(
         "--images", type=Path, required=True, help="image folder, e.g. data/coco/val2017"
@@ -111,9 +118,7 @@ def register_refine_coco(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="annotation file listing the images (default: <images>/../annotations/instances_<images name>.json)",
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="refined results JSON")
-    _common(p)
-    p.set_defaults(func=run_refine_coco)
+    _output_and_common(p, "refined results JSON", run_refine_coco)
 
 
 def run_refine_coco(args: argparse.Namespace) -> int:
@@ -156,12 +161,12 @@ def run_refine_coco(args: argparse.Namespace) -> int:
 
 
 def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "refine-dataset",
-        help="refine BIG / DIS-5K / ThinObject-5K coarse masks with the HR model",
-        description="Refine a folder dataset's coarse masks (global step + local patches) and "
-        "write PNGs in the official naming.",
-    )
+    p = add_command(
+        subparsers, "refine-dataset",
+        "Refine a folder dataset's coarse masks (global step + local patches) and write PNGs "
+        "in the official naming.",
+        "refine BIG / DIS-5K / ThinObject-5K coarse masks with the HR model",
+    )  # fmt: skip
     p.add_argument("--kind", choices=["big", "dis", "thin"], required=True)
     p.add_argument("--data-root", type=Path, required=True, help="the data root (e.g. data/)")
     p.add_argument(
@@ -180,9 +185,7 @@ def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="thin: folder of coarse <name>.png (relative to the root)",
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    _common(p)
-    p.set_defaults(func=run_refine_dataset)
+    _output_and_common(p, "output folder", run_refine_dataset)
 
 
 def run_refine_dataset(args: argparse.Namespace) -> int:
