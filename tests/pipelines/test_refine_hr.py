@@ -123,21 +123,31 @@ def test_listing_errors(demo_ci: Path, tmp_path: Path) -> None:
         list_samples("dis", tmp_path)
 
 
-def test_packing_images_does_not_change_outputs(demo_ci: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def packed_by_three(demo_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """DIS and BIG refined with three images sharing batches: the reference of the packing and
+    the out-of-memory tests (made once)."""
+    import dataclasses
+
+    records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
+    out = tmp_path_factory.mktemp("pack3")
+    refine_hr(records, out, dataclasses.replace(CONFIG, pack_images=3))
+    return _pngs(out)
+
+
+def test_packing_images_does_not_change_outputs(
+    demo_ci: Path, tmp_path: Path, packed_by_three: dict[str, bytes]
+) -> None:
     import dataclasses
 
     records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
     assert len(records) >= 3
-    outs = {}
-    for pack in (1, 3):
-        out = tmp_path / f"pack{pack}"
-        refine_hr(records, out, dataclasses.replace(CONFIG, pack_images=pack))
-        outs[pack] = _pngs(out)
-    assert outs[1] == outs[3]
+    refine_hr(records, tmp_path, dataclasses.replace(CONFIG, pack_images=1))
+    assert _pngs(tmp_path) == packed_by_three
 
 
 def test_out_of_memory_splits_the_group_then_fails_alone(
-    demo_ci: Path, tmp_path: Path, monkeypatch
+    demo_ci: Path, tmp_path: Path, monkeypatch, packed_by_three: dict[str, bytes]
 ) -> None:
     import dataclasses
 
@@ -147,8 +157,6 @@ def test_out_of_memory_splits_the_group_then_fails_alone(
 
     records = list_samples("dis", demo_ci) + list_samples("big", demo_ci, folder="big/test")
     config = dataclasses.replace(CONFIG, pack_images=3)
-    ref = tmp_path / "ref"
-    refine_hr(records, ref, config)
     real = packing.refine_semantic_group
     victim = str(records[1].coarse)
     calls = []
@@ -168,7 +176,7 @@ def test_out_of_memory_splits_the_group_then_fails_alone(
     assert [r["sample_id"] for r in rows] == [r.sample_id for r in records]
     bad = rows[1]
     assert "out of memory at batch size 1" in bad["reason"] and bad["written"]
-    got, want = _pngs(out), _pngs(ref)
+    got, want = _pngs(out), packed_by_three
     name = f"{records[1].split}/{records[1].name}.png"  # a DIS sample
     assert np.array_equal(read_mask(out / name), read_mask(records[1].coarse))
     assert {k: v for k, v in got.items() if k != name} == {
