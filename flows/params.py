@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pipelines.config import RefineConfig
+from pipelines.config import EvaluateConfig, RefineConfig
 from pipelines.settings import pydantic_fields
 from segrefiner.checkpoint import default_checkpoint_path
 
@@ -131,16 +131,16 @@ RefineParams = create_model(
 )
 
 
-class ReportParams(_Params):
-    """What goes to MLflow and the Prefect UI besides the metrics."""
-
-    track: bool = Field(True, description="log an MLflow run")
-    gallery_size: int = Field(8, ge=0, description="most changed items shown in the gallery")
-    gallery_sort: Literal["changed", "score"] = Field(
-        "changed",
-        description="gallery order: changed (most changed first) or score (lowest refinement "
-        "score first: the refinements least likely to help)",
-    )
+# What goes to MLflow and the Prefect UI besides the metrics: the tracking switch, and the
+# report's settings generated from the evaluation stages' declaration (EvaluateConfig).
+ReportParams = create_model(
+    "ReportParams",
+    __base__=_Params,
+    __module__=__name__,
+    __doc__="What goes to MLflow and the Prefect UI besides the metrics.",
+    track=(bool, Field(True, description="log an MLflow run")),
+    **pydantic_fields(EvaluateConfig),
+)
 
 
 class GroundTruth(_Params):

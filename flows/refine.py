@@ -30,8 +30,9 @@ from flows.params import (
 )
 from flows.tasks import StageTasks, absolute, log_outcome, publish_metrics
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
+from pipelines.config import EvaluateConfig
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
-from pipelines.evaluate_stage import EvaluateConfig, coco_content_key, hr_content_key
+from pipelines.evaluate_stage import coco_content_key, hr_content_key
 from pipelines.fingerprint import content_key
 from pipelines.refine_hr import file_digest_of_listing
 from pipelines.reports import (
@@ -186,7 +187,7 @@ def run_evaluation(
     Prepare runs every time: the report folder is not keyed by the evaluation's inputs (a run
     folder may be scored against other ground truths), so its plan is checked against them
     and an evaluation of other inputs found there is replaced (``overwrite``)."""
-    config = EvaluateConfig(report.gallery_size, report.gallery_sort)
+    config = EvaluateConfig(**report.model_dump(exclude={"track"}))
     key, work = content_key_of(config, **inputs), str(report_dir)
     shards = tasks.run_prepare(work, config, None, key, {**inputs, "overwrite": True}, refresh=True)
     tasks.run_shards(shards, work, config, key, refresh, stage=tasks.stage.name)

@@ -1,6 +1,6 @@
-"""The refinement stages' config, declared once (:mod:`pipelines.settings`): the CLI options,
-the flows' parameters and the checks are generated from it. A light module (no torch), so the
-CLI can build its options without loading the stage code."""
+"""The stages' configs, declared once (:mod:`pipelines.settings`): the CLI options, the flows'
+parameters and the checks are generated from them. A light module (no torch), so the CLI can
+build its options without loading the stage code."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pipelines.settings import REQUIRED, check_settings, setting
 
-__all__ = ["COMPILE_MODES", "RefineConfig"]
+__all__ = ["COMPILE_MODES", "GALLERY_SORTS", "EvaluateConfig", "RefineConfig"]
 
 # torch.compile's modes; "reduce-overhead" replays CUDA graphs (the padded batches keep their
 # shapes fixed), "max-autotune" also benchmarks kernel choices while compiling.
@@ -61,3 +61,23 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)  # the declared limits, before any work starts
+
+
+GALLERY_SORTS = ("changed", "score")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How the evaluation stages draw the report (:mod:`pipelines.evaluate_stage`); the scores
+    do not depend on it."""
+
+    gallery_size: int = setting(8, "most changed items shown in the gallery", minimum=0)
+    gallery_sort: str = setting(
+        "changed",
+        "gallery order: changed (most changed first) or score (lowest refinement score first: "
+        "the refinements least likely to help)",
+        choices=GALLERY_SORTS,
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)

@@ -33,10 +33,10 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import EvaluateConfig
 from pipelines.evaluate_coco import ap_table, draw_coco_report, instance_rows
 from pipelines.evaluate_hr import (
     FolderSet,
@@ -56,7 +56,6 @@ from segrefiner.io import read_json, write_json
 __all__ = [
     "EVALUATE_COCO",
     "EVALUATE_HR",
-    "EvaluateConfig",
     "coco_content_key",
     "finalize_evaluate_coco",
     "finalize_evaluate_hr",
@@ -70,27 +69,8 @@ __all__ = [
 EVALUATE_COCO_NAME = "evaluate-coco"
 EVALUATE_HR_NAME = "evaluate-hr"
 STATE = ".evaluate"  # the stages' own files, beside the report
-GALLERY_SORTS = ("changed", "score")
 
 Scorer = Callable[[dict[str, Any], dict[str, Any]], tuple[list[MetricRow], list[dict[str, Any]]]]
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """How the report is drawn: the ``gallery_size`` items of the gallery, most changed first
-    (``gallery_sort="changed"``) or lowest refinement score first (``"score"``). The scores do
-    not depend on it."""
-
-    gallery_size: int = 8
-    gallery_sort: str = "changed"
-
-    def __post_init__(self) -> None:
-        if self.gallery_size < 0:
-            raise InputError(f"gallery_size: must be >= 0, got {self.gallery_size}")
-        if self.gallery_sort not in GALLERY_SORTS:
-            raise InputError(
-                f"gallery_sort: one of {list(GALLERY_SORTS)}, got {self.gallery_sort!r}"
-            )
 
 
 # --------------------------------------------------------------------------- the folder

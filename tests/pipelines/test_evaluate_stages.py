@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pipelines import evaluate_stage
+from pipelines.config import EvaluateConfig
 from pipelines.evaluate_coco import ap_table, instance_rows
 from pipelines.evaluate_hr import (
     HREvaluation,
@@ -22,7 +23,7 @@ from pipelines.evaluate_hr import (
     manifest_scores,
     score_folder,
 )
-from pipelines.evaluate_stage import EVALUATE_COCO, EVALUATE_HR, EvaluateConfig
+from pipelines.evaluate_stage import EVALUATE_COCO, EVALUATE_HR
 from pipelines.reports import write_csv
 from pipelines.stage import Stage
 from segrefiner.errors import InputError

@@ -12,7 +12,7 @@ import typing
 import pytest
 from pydantic import BaseModel, ValidationError, create_model
 
-from flows.params import RefineParams
+from flows.params import RefineParams, ReportParams
 from pipelines.config import RefineConfig
 from pipelines.settings import (
     REQUIRED,
@@ -127,6 +127,22 @@ def test_refine_params_follow_the_declaration() -> None:
         assert fields[d.name].default == d.default, d.name
         assert fields[d.name].description == d.spec.help, d.name
         assert fields[d.name].is_required() is False
+
+
+def test_report_params_follow_the_evaluation_declaration() -> None:
+    from pipelines.config import EvaluateConfig
+
+    fields = ReportParams.model_fields
+    declared = settings_of(EvaluateConfig)
+    assert list(fields) == ["track", *(d.name for d in declared)]
+    for d in declared:
+        assert fields[d.name].default == d.default and fields[d.name].description == d.spec.help
+    report = ReportParams(gallery_size=3, gallery_sort="score")
+    assert EvaluateConfig(**report.model_dump(exclude={"track"})) == EvaluateConfig(3, "score")
+    with pytest.raises(ValidationError):
+        ReportParams(gallery_sort="random")
+    with pytest.raises(InputError, match="gallery_size: must be >= 0"):
+        EvaluateConfig(gallery_size=-1)
 
 
 # --------------------------------------------------------------------------- a new setting
