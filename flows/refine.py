@@ -10,7 +10,6 @@ failure marks it FAILED with the error. The same bodies (:func:`run_refine_coco`
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
 from pipelines.evaluate_stage import coco_content_key, hr_content_key
-from pipelines.fingerprint import content_key
+from pipelines.fingerprint import content_key, run_folder
 from pipelines.refine_hr import file_digest_of_listing
 from pipelines.reports import (
     MetricRow,
@@ -84,20 +83,6 @@ def _tags(dataset: str, segmentor: str, ckpt: ResolvedCheckpoint) -> dict[str, s
         "checkpoint.source": ckpt.source,
         "checkpoint.path": ckpt.path,
     }
-
-
-def run_folder(output_dir: Path, key: str) -> Path:
-    """``<output_dir>/<16 hex of the content key>/``: one folder per (inputs, checkpoint,
-    config), so another checkpoint never meets the work of the previous one; ``latest`` links
-    to the folder of the most recent run."""
-    folder = output_dir / key[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    link = output_dir / "latest"
-    tmp = output_dir / f".latest-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(folder.name, target_is_directory=True)
-    os.replace(tmp, link)
-    return folder
 
 
 @contextmanager

@@ -1,7 +1,8 @@
-"""The MLflow adapter: runs, params, metrics, artifacts and the model registry, in one place.
+"""The MLflow adapter: runs, params, metrics and artifacts, in one place.
 
 Flows talk to MLflow only through this module and its two neighbours, :mod:`flows.checkpoints`
-(checkpoint specs, registry URIs included, made concrete) and :mod:`flows.training_log` (the
+(checkpoints in the model registry: registering, the champion, specs such as
+``models:/<name>@<alias>`` made concrete) and :mod:`flows.training_log` (the
 training loop's :class:`segrefiner.training.callbacks.Callback` logging here). Everything goes
 through an explicit :class:`mlflow.MlflowClient` and run ids, never MLflow's global "active
 run", so several runs can be open in one process (the re-evaluation flow logs one run per item).
@@ -159,7 +160,8 @@ class TrackedRun:
 
 
 class Tracker:
-    """Opens runs in per-task experiments and talks to the model registry.
+    """Opens runs in per-task experiments; its client also reaches the model registry
+    (:mod:`flows.checkpoints`).
 
     ``artifact_root`` is used for experiments created against a database URI (tests, a
     server-less setup); against a tracking server the server decides where artifacts go.
@@ -221,77 +223,6 @@ class Tracker:
                 log.exception("could not mark MLflow run %s failed", run.run_id)
             raise
         self.client.set_terminated(run.run_id, "FINISHED")
-
-    # ----------------------------------------------------------------------- registry
-
-    def register_checkpoint(
-        self,
-        run: TrackedRun,
-        checkpoint: str | os.PathLike,
-        model_name: str,
-        *,
-        promote: str = "if-none",
-        tags: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Log ``checkpoint`` under ``checkpoint/`` of ``run``, register it as a new version of
-        ``model_name`` and, per ``promote`` (``never`` / ``if-none`` / ``always``), point the
-        ``champion`` alias at it. Returns the version."""
-        from mlflow.exceptions import MlflowException
-
-        from pipelines.models import checkpoint_id
-
-        sha = checkpoint_id(checkpoint)
-        run.log_artifact(checkpoint, "checkpoint")
-        try:
-            self.client.create_registered_model(
-                model_name, description="SegRefiner checkpoints (weights + config, one file)"
-            )
-        except MlflowException:
-            pass  # already there
-        version = self.client.create_model_version(
-            model_name,
-            f"runs:/{run.run_id}/checkpoint",
-            run_id=run.run_id,
-            tags={"checkpoint.sha256": sha, "file": Path(checkpoint).name, **(tags or {})},
-        ).version
-        if promote == "always" or (promote == "if-none" and self.champion(model_name) is None):
-            self.client.set_registered_model_alias(model_name, CHAMPION, version)
-        run.set_tags({f"registered.{model_name}": version})
-        return str(version)
-
-    def champion(self, model_name: str, alias: str = CHAMPION) -> Any | None:
-        """The model version the alias points at, or ``None`` (no model, no alias)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(model_name, alias)
-        except MlflowException:
-            return None
-
-    def download_version(self, version: Any, cache_dir: str | os.PathLike) -> Path:
-        """The checkpoint file of a model version, downloaded once into ``cache_dir``."""
-        import mlflow.artifacts
-
-        sha = (version.tags or {}).get("checkpoint.sha256", "")
-        name = (version.tags or {}).get("file")
-        target = Path(cache_dir) / f"{version.name}-v{version.version}"
-        if name and (target / name).is_file():
-            return target / name
-        target.mkdir(parents=True, exist_ok=True)
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=version.source, dst_path=str(target), tracking_uri=self.uri
-            )
-        )
-        files = sorted(p for p in local.rglob("*") if p.is_file())
-        if not files:
-            raise FileNotFoundError(f"model version {version.name} v{version.version}: no file")
-        chosen = next((p for p in files if p.name == name), files[0])
-        final = target / chosen.name
-        if chosen != final:
-            chosen.replace(final)
-        log.info("champion %s v%s (%s) -> %s", version.name, version.version, sha, final)
-        return final
 
 
 class NullRun:

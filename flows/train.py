@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.caching import keyed
+from flows.checkpoints import register_checkpoint
 from flows.cluster import gpu_annotation, on_cluster, submit
 from flows.params import TrainParams
 from flows.tasks import absolute, artifact_key
@@ -110,7 +111,8 @@ def run_training(params: TrainParams, kind: str) -> dict[str, Any]:
         run.log_text(Path(config_path).read_text(encoding="utf-8"), "recipe.yaml")
         version = None
         if tracker is not None and params.register_model and result.get("checkpoint"):
-            version = tracker.register_checkpoint(
+            version = register_checkpoint(
+                tracker,
                 run,  # type: ignore[arg-type]
                 result["checkpoint"],
                 MODEL_NAMES[kind],

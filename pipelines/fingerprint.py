@@ -4,7 +4,8 @@
 checkpoint's identity (:func:`pipelines.models.checkpoint_id`, a content hash) and the config.
 A renamed or moved input with the same bytes keeps its key; the same path with other bytes gets
 a new one. The flows key their task caches on it (:mod:`flows.caching`); the re-evaluation
-ledger identifies drops by :func:`path_sha256`.
+ledger identifies drops by :func:`path_sha256`, and a run's outputs go to the folder named
+after its key (:func:`run_folder`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from pipelines.models import checkpoint_id, file_sha256
 
-__all__ = ["content_key", "folder_sha256", "path_sha256", "plain"]
+__all__ = ["content_key", "folder_sha256", "path_sha256", "plain", "run_folder"]
 
 
 def folder_sha256(folder: str | os.PathLike, suffixes: Iterable[str] = (".png",)) -> str:
@@ -67,3 +68,17 @@ def content_key(
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_folder(output_dir: Path, key: str) -> Path:
+    """``<output_dir>/<16 hex of the content key>/``: one folder per (inputs, checkpoint,
+    config), so another checkpoint never meets the work of the previous one; ``latest`` links
+    to the folder of the most recent run."""
+    folder = output_dir / key[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    link = output_dir / "latest"
+    tmp = output_dir / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return folder

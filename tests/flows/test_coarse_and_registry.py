@@ -35,6 +35,7 @@ def test_gen_coarse_hr_flow_writes_the_stages_masks(demo_ci, tmp_path) -> None:
 
 
 def test_champion_promotion_rules(mlflow_store, tmp_path) -> None:
+    from flows.checkpoints import champion, download_version, register_checkpoint
     from flows.tracking import Tracker
     from segrefiner.checkpoint import save_checkpoint
     from segrefiner.model import build_unet
@@ -46,16 +47,16 @@ def test_champion_promotion_rules(mlflow_store, tmp_path) -> None:
         save_checkpoint(path, build_unet("tiny", seed=seed))
         files.append(path)
     name = "segrefiner-test"
-    assert tracker.champion(name) is None
+    assert champion(tracker, name) is None
     versions = []
     for path, promote in zip(files, ["never", "if-none", "if-none", "always"], strict=True):
         with tracker.run("train-test", path.stem) as run:
-            versions.append(tracker.register_checkpoint(run, path, name, promote=promote))
-        champion = tracker.champion(name)
-        got = None if champion is None else str(champion.version)
+            versions.append(register_checkpoint(tracker, run, path, name, promote=promote))
+        current = champion(tracker, name)
+        got = None if current is None else str(current.version)
         # never: no alias yet; the first if-none takes it; the second leaves it; always moves it
         step = len(versions) - 1
         want = None if step == 0 else versions[1] if step in (1, 2) else versions[3]
         assert got == want, (promote, got, want)
-    downloaded = tracker.download_version(tracker.champion(name), tmp_path / "cache")
+    downloaded = download_version(tracker, champion(tracker, name), tmp_path / "cache")
     assert downloaded.read_bytes() == files[3].read_bytes()

@@ -81,3 +81,15 @@ def test_mask_drop_without_dataset_images_is_malformed(tmp_path):
     drop = find_drops(tmp_path / "inbox")[0]
     with pytest.raises(InputError, match=r"missing_seg\.png"):
         drop_records(drop, tmp_path / "data")
+
+
+def test_run_folder_is_named_by_the_key_and_latest_follows(tmp_path):
+    from pipelines.fingerprint import run_folder
+
+    first = run_folder(tmp_path, "a" * 64)
+    second = run_folder(tmp_path, "b" * 64)
+    assert first == tmp_path / ("a" * 16) and second == tmp_path / ("b" * 16)
+    assert first.is_dir() and second.is_dir()
+    assert (tmp_path / "latest").resolve() == second.resolve()
+    assert run_folder(tmp_path, "a" * 64) == first and (tmp_path / "latest").resolve() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 16, "b" * 16, "latest"]
