@@ -7,8 +7,6 @@ parameters; a shard's cached result is used only while its completion record is 
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -17,9 +15,7 @@ from prefect.artifacts import create_table_artifact
 from flows.cluster import on_cluster
 from flows.params import CoarseHRParams
 from flows.tasks import absolute, artifact_key, stage_tasks
-from pipelines.coarse import COARSE_HR, CoarseHRConfig, list_samples
-from pipelines.fingerprint import content_key
-from pipelines.models import file_sha256
+from pipelines.coarse import COARSE_HR, CoarseHRConfig
 
 __all__ = ["TASKS", "gen_coarse_hr"]
 
@@ -36,13 +32,8 @@ def gen_coarse_hr(params: CoarseHRParams = DEFAULT_COARSE) -> dict[str, Any]:
     with on_cluster(params.cluster):
         root, store = absolute(params.data_root), absolute(params.store)
         config = CoarseHRConfig(data_root=root, seed=params.seed)
-        samples = list_samples(root, images=params.images, masks=params.masks)
-        key = content_key(
-            config=dataclasses.replace(config, data_root=""),
-            ground_truth=[[r.sample_id, file_sha256(r.gt) if r.gt and Path(r.gt).is_file() else None]
-                          for r in samples],
-        )  # fmt: skip
         inputs = {"images": params.images, "masks": params.masks, "overwrite": params.overwrite}
+        key = TASKS.key(config, params.num_shards, inputs)
         refresh = params.refresh_cache
         shards = TASKS.run_prepare(store, config, params.num_shards, key, inputs, refresh)
         results = TASKS.run_shards(shards, store, config, key, refresh, stage="gen-coarse-hr")

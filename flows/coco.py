@@ -16,14 +16,11 @@ the most recent)::
 
 from __future__ import annotations
 
-import dataclasses
-
 from flows.tasks import stage_tasks
-from pipelines.config import RefineConfig
 from pipelines.evaluate_stage import EVALUATE_COCO
 from pipelines.refine_coco import REFINE_COCO
 
-__all__ = ["EVAL_TASKS", "TASKS", "config_for_key"]
+__all__ = ["EVAL_TASKS", "TASKS"]
 
 
 # prepare-refine-coco, refine-coco-shard, finalize-refine-coco
@@ -31,8 +28,3 @@ TASKS = stage_tasks(REFINE_COCO)
 # prepare-evaluate-coco, evaluate-coco-shard (one per ground truth, one for the per-detection
 # rows), finalize-evaluate-coco (the CSV and pictures)
 EVAL_TASKS = stage_tasks(EVALUATE_COCO)
-
-
-def config_for_key(config: RefineConfig) -> RefineConfig:
-    """The config without the checkpoint's path: its content hash stands for it in keys."""
-    return dataclasses.replace(config, checkpoint="")

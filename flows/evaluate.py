@@ -22,7 +22,6 @@ from flows.refine import finish_run, run_evaluation
 from flows.tasks import absolute
 from flows.tracking import run_name, tracked_run
 from pipelines.evaluate_hr import evaluation_from_folders
-from pipelines.evaluate_stage import coco_content_key, hr_content_key
 from pipelines.models import checkpoint_id
 
 __all__ = ["evaluate"]
@@ -64,7 +63,7 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
             params={"params": params.model_dump()},
         ) as run:
             if params.dataset == "coco":
-                tasks, key_of = coco.EVAL_TASKS, coco_content_key
+                tasks = coco.EVAL_TASKS
                 scored = {
                     "coarse": coarse,
                     "refined": refined,
@@ -75,12 +74,12 @@ def evaluate(params: EvaluateParams = DEFAULT_EVALUATE) -> dict[str, Any]:
                     "image_root": absolute(params.image_root),
                 }
             else:
-                tasks, key_of = hr.EVAL_TASKS, hr_content_key
+                tasks = hr.EVAL_TASKS
                 evaluation = evaluation_from_folders(
                     params.dataset, truth, coarse, refined, params.sets
                 )
                 scored = {"evaluation": evaluation, "pred_root": refined}
-            table, evaluated = run_evaluation(tasks, key_of, report_dir, params.report, scored)
+            table, evaluated = run_evaluation(tasks, report_dir, params.report, scored)
             title = f"evaluate {name}"
             summary = {"items": evaluated["rows"]}
             result = finish_run(

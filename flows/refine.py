@@ -10,7 +10,7 @@ failure marks it FAILED with the error. The same bodies (:func:`run_refine_coco`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,7 @@ from flows.tasks import StageTasks, absolute, log_outcome, publish_metrics
 from flows.tracking import NullRun, TrackedRun, run_name, tracked_run
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate_hr import HREvaluation, default_evaluation
-from pipelines.evaluate_stage import coco_content_key, hr_content_key
-from pipelines.fingerprint import content_key, run_folder
-from pipelines.refine_hr import file_digest_of_listing
+from pipelines.fingerprint import run_folder
 from pipelines.reports import (
     MetricRow,
     draw_score_histogram,
@@ -125,17 +123,11 @@ def run_refine_coco(
     ]
     title = title or f"refine-coco {run_name(params.dataset, params.segmentor, ckpt.sha)}"
     logger.info("%s: checkpoint %s (%s)", title, ckpt.path, ckpt.source)
-    key = content_key(
-        files={"results": results, "annotations": annotations},
-        checkpoint=ckpt.path,
-        config=coco.config_for_key(config),
-        image_root=image_root,
-        num_shards=params.num_shards,
-    )
+    inputs = {"results": results, "annotations": annotations, "image_root": image_root}
+    key = coco.TASKS.key(config, params.num_shards, inputs)
     folder = run_folder(out, key)
     work, output, report_dir = folder / "work", folder / "refined.segm.json", folder / "report"
     refresh = params.refresh_cache
-    inputs = {"results": results, "annotations": annotations, "image_root": image_root}
     shards = coco.TASKS.run_prepare(str(work), config, params.num_shards, key, inputs, refresh)
     records = coco.TASKS.run_shards(
         shards, str(work), config, key, refresh, stage="refine-coco", device=config.device
@@ -150,30 +142,27 @@ def run_refine_coco(
         "image_list": annotations,
         "image_root": image_root,
     }
-    table, evaluated = run_evaluation(
-        coco.EVAL_TASKS, coco_content_key, report_dir, params.report, scored, refresh
-    )
+    table, evaluated = run_evaluation(coco.EVAL_TASKS, report_dir, params.report, scored, refresh)
     pictures = evaluated["pictures"]
     return finish_run(run, table, summary, pictures, ckpt, output, report_dir, "refine-coco", title)
 
 
 def run_evaluation(
     tasks: StageTasks,
-    content_key_of: Callable[..., str],
     report_dir: Path,
     report: ReportParams,
     inputs: dict[str, Any],
     refresh: bool = False,
 ) -> tuple[list[MetricRow], dict[str, Any]]:
     """An evaluation stage (:mod:`pipelines.evaluate_stage`) into ``report_dir``, keyed on
-    ``content_key_of(config, **inputs)``: the table and finalize's summary (``rows``, ``csv``,
+    its fingerprint: the table and finalize's summary (``rows``, ``csv``,
     ``pictures``).
 
     Prepare runs every time: the report folder is not keyed by the evaluation's inputs (a run
     folder may be scored against other ground truths), so its plan is checked against them
     and an evaluation of other inputs found there is replaced (``overwrite``)."""
     config = EvaluateConfig(**report.model_dump(exclude={"track"}))
-    key, work = content_key_of(config, **inputs), str(report_dir)
+    key, work = tasks.key(config, None, inputs), str(report_dir)
     shards = tasks.run_prepare(work, config, None, key, {**inputs, "overwrite": True}, refresh=True)
     tasks.run_shards(shards, work, config, key, refresh, stage=tasks.stage.name)
     summary = tasks.run_finalize(work, key, {}, refresh)
@@ -240,12 +229,7 @@ def run_refine_hr(
     stage = f"refine-{params.dataset_kind}"
     title = title or f"{stage} {run_name(params.dataset, params.segmentor, ckpt.sha)}"
     logger.info("%s: %d images, checkpoint %s (%s)", title, len(records), ckpt.path, ckpt.source)
-    key = content_key(
-        checkpoint=ckpt.path,
-        config=coco.config_for_key(config),
-        samples=file_digest_of_listing(records),
-        num_shards=params.num_shards,
-    )
+    key = hr.TASKS.key(config, params.num_shards, {"records": records})
     folder = run_folder(Path(absolute(params.output_dir)), key)
     masks_dir, work, report_dir = folder / "masks", folder / "work", folder / "report"
     refresh = params.refresh_cache
@@ -254,9 +238,7 @@ def run_refine_hr(
     hr.TASKS.run_shards(shards, str(work), config, key, refresh, stage=stage, device=config.device)
     summary = hr.TASKS.run_finalize(str(work), key, {}, refresh)
     scored = {"evaluation": evaluation, "pred_root": str(masks_dir), "refine_work": str(work)}
-    table, evaluated = run_evaluation(
-        hr.EVAL_TASKS, hr_content_key, report_dir, params.report, scored, refresh
-    )
+    table, evaluated = run_evaluation(hr.EVAL_TASKS, report_dir, params.report, scored, refresh)
     pictures = evaluated["pictures"]
     return finish_run(run, table, summary, pictures, ckpt, masks_dir, report_dir, stage, title)
 

@@ -140,6 +140,10 @@ class StageTasks:
     shard: Any  # (work_dir, config, shard, content_key) -> record; mapped by map_shards
     finalize: Any  # (work_dir, content_key, outputs) -> summary
 
+    def key(self, config: Any, num_shards: int | None, inputs: dict[str, Any]) -> str:
+        """The run's content key (the stage's fingerprint), which the tasks are cached on."""
+        return self.stage.fingerprint(config, num_shards, **inputs)  # type: ignore[misc]
+
     def run_prepare(
         self, work_dir: str, config: Any, num_shards: int | None, content_key: str,
         inputs: dict[str, Any], refresh: bool = False,

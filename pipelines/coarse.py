@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.fingerprint import content_key
+from pipelines.models import file_sha256
 from pipelines.sharding import Shard, ShardsFailedError, plan_shards
 from pipelines.stage import Stage, run_stage
 from pipelines.stores import MaskStore
@@ -516,10 +518,19 @@ def _shard_done(store_path: str | os.PathLike, shard: Shard) -> bool:
     )
 
 
+def _fingerprint(config: CoarseHRConfig, num_shards: int | None, *, images=None, masks=None, **_):
+    # the ground truths' contents and the degradation config (not where the data root is)
+    samples = list_samples(config.data_root, images=images, masks=masks)
+    truths = [[r.sample_id, file_sha256(r.gt) if r.gt and Path(r.gt).is_file() else None]
+              for r in samples]  # fmt: skip
+    return content_key(config=dataclasses.replace(config, data_root=""), ground_truth=truths)
+
+
 # The stage contract (pipelines.stage); the store is the work folder, finalize always runs.
 COARSE_HR = Stage(
-    "coarse-hr", _prepare, _run_shard_last, finalize_coarse_hr, MaskStore.exists, _shard_done
-)
+    "coarse-hr", _prepare, _run_shard_last, finalize_coarse_hr, MaskStore.exists, _shard_done,
+    fingerprint=_fingerprint,
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- export

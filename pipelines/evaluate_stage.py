@@ -449,17 +449,28 @@ def finalize_evaluate_hr(work_dir: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the stages
 
 
-def _evaluation_stage(name: str, prepare: Any, run_shard: Any, finalize: Any) -> Stage:
+def _evaluation_stage(
+    name: str, prepare: Any, run_shard: Any, finalize: Any, key: Callable[..., str]
+) -> Stage:
     # The stage contract (pipelines.stage); the work folder is the report folder, no outputs.
     return Stage(
         name, prepare, run_shard, finalize, functools.partial(_planned, stage=name),
         functools.partial(_shard_done, stage=name), functools.partial(_finalized, stage=name),
+        functools.partial(_fingerprint, key),
     )  # fmt: skip
 
 
+def _fingerprint(key: Callable[..., str], config: Any, num_shards: Any, **inputs: Any) -> str:
+    # the stage contract's fingerprint: the content key with the config (shards: one per unit)
+    inputs.pop("overwrite", None)
+    return key(config, **inputs)
+
+
 EVALUATE_COCO = _evaluation_stage(
-    EVALUATE_COCO_NAME, prepare_evaluate_coco, run_evaluate_coco_shard, finalize_evaluate_coco
-)
+    EVALUATE_COCO_NAME, prepare_evaluate_coco, run_evaluate_coco_shard, finalize_evaluate_coco,
+    coco_content_key,
+)  # fmt: skip
 EVALUATE_HR = _evaluation_stage(
-    EVALUATE_HR_NAME, prepare_evaluate_hr, run_evaluate_hr_shard, finalize_evaluate_hr
-)
+    EVALUATE_HR_NAME, prepare_evaluate_hr, run_evaluate_hr_shard, finalize_evaluate_hr,
+    hr_content_key,
+)  # fmt: skip

@@ -4,6 +4,7 @@ stage and each of its shards run."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pipelines.config import COMPILE_MODES, RefineConfig
+from pipelines.fingerprint import content_key
 from pipelines.models import checkpoint_id, load_cached_model
 from pipelines.sharding import Shard
 from pipelines.stage import Stage
@@ -34,6 +36,7 @@ __all__ = [
     "completed_parts",
     "inference_setup",
     "open_or_create_work",
+    "refine_key",
     "refine_shard",
     "refine_stage",
     "run_fingerprint",
@@ -149,10 +152,22 @@ def refine_stage(
     run_shard: Callable[[str, Any, Shard], Any],
     finalize: Callable[..., dict[str, Any]],
     finalized: Callable[..., bool],
+    fingerprint: Callable[..., str],
 ) -> Stage:
     """A refinement stage's contract (:class:`~pipelines.stage.Stage`): its work folder holds
     the ``refined.zarr`` store (:func:`work_planned`, :func:`work_shard_done`)."""
-    return Stage(name, prepare, run_shard, finalize, work_planned, work_shard_done, finalized)
+    return Stage(
+        name, prepare, run_shard, finalize, work_planned, work_shard_done, finalized, fingerprint
+    )
+
+
+def refine_key(config: RefineConfig, num_shards: int | None, **content: Any) -> str:
+    """The content key of a refinement run: ``content`` (what the inputs hold), the
+    checkpoint's content hash (its path left out of the config), the config and the shards."""
+    plain_config = dataclasses.replace(config, checkpoint="")
+    return content_key(
+        checkpoint=config.checkpoint, config=plain_config, num_shards=num_shards, **content
+    )
 
 
 def completed_parts(work: Path) -> tuple[MaskStore, list[dict[str, Any]]]:

@@ -44,6 +44,7 @@ from pipelines.refine import (
     RefineConfig,
     completed_parts,
     open_or_create_work,
+    refine_key,
     refine_shard,
     refine_stage,
     run_fingerprint,
@@ -390,6 +391,22 @@ def _finalized(work_dir: str | os.PathLike, *, output: str | os.PathLike) -> boo
 
 
 # The stage contract (pipelines.stage): inputs results, annotations, image_root; output output.
+def fingerprint_refine_coco(
+    config: RefineConfig,
+    num_shards: int | None,
+    *,
+    results: str | os.PathLike,
+    annotations: str | os.PathLike,
+    image_root: str | os.PathLike,
+    **_: Any,
+) -> str:
+    """The content key of a refine-coco run: the results' and the image list's contents, the
+    image folder, the checkpoint, the config and the shard count."""
+    files = {"results": results, "annotations": annotations}
+    return refine_key(config, num_shards, files=files, image_root=str(image_root))
+
+
 REFINE_COCO = refine_stage(
-    "refine-coco", prepare_refine_coco, run_refine_coco_shard, finalize_refine_coco, _finalized
-)
+    "refine-coco", prepare_refine_coco, run_refine_coco_shard, finalize_refine_coco, _finalized,
+    fingerprint_refine_coco,
+)  # fmt: skip

@@ -39,6 +39,7 @@ from pipelines.refine import (
     RefineConfig,
     completed_parts,
     open_or_create_work,
+    refine_key,
     refine_shard,
     refine_stage,
     run_fingerprint,
@@ -332,6 +333,15 @@ def _finalized(work_dir: str | os.PathLike) -> bool:
 
 # The stage contract (pipelines.stage): inputs records, out_dir; no outputs (the masks are
 # written by the shards, the manifest by finalize).
+def fingerprint_refine_hr(
+    config: RefineConfig, num_shards: int | None, *, records: list[SampleRecord], **_: Any
+) -> str:
+    """The content key of an HR refinement run: every listed image's and mask's content (not
+    the output folder), the checkpoint, the config and the shard count."""
+    return refine_key(config, num_shards, samples=file_digest_of_listing(records))
+
+
 REFINE_HR = refine_stage(
-    "refine-hr", prepare_refine_hr, run_refine_hr_shard, finalize_refine_hr, _finalized
-)
+    "refine-hr", prepare_refine_hr, run_refine_hr_shard, finalize_refine_hr, _finalized,
+    fingerprint_refine_hr,
+)  # fmt: skip

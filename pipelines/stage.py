@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 class Stage:
     """One sharded stage.
 
-    - ``name``: ``refine-coco``, ``refine-hr``, ``coarse-hr``; its Prefect tasks are
+    - ``name``: ``refine-coco``, ``refine-hr``, ``coarse-hr``, ``evaluate-coco``,
+      ``evaluate-hr``; its Prefect tasks are
       ``prepare-<name>``, ``<name>-shard`` and ``finalize-<name>``.
     - ``prepare(*, work_dir, config, num_shards, overwrite=False, **inputs) -> list[Shard]``,
       called with keywords only, so a stage's own prepare function serves when its parameters
@@ -39,6 +40,9 @@ class Stage:
     - ``planned(work)``: the folder holds a prepared stage; ``shard_done(work, shard)``: the
       shard's completion record is there; ``finalized(work, **outputs)``: the product is there
       (``None``: finalize is cheap and always runs).
+    - ``fingerprint(config, num_shards, **inputs) -> str``: the content key of a run (input
+      contents, checkpoint, config; never a path alone), which the flows key their task caches
+      and run folders on.
     """
 
     name: str
@@ -48,6 +52,7 @@ class Stage:
     planned: Callable[[str], bool]
     shard_done: Callable[[str, Shard], bool]
     finalized: Callable[..., bool] | None = None
+    fingerprint: Callable[..., str] | None = None
 
 
 class ShardRun(TypedDict, total=False):
