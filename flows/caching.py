@@ -1,8 +1,8 @@
 """Task cache keys made from content.
 
-A flow computes one *content key* per stage run (:func:`pipelines.fingerprint.content_key`:
-input file hashes, the checkpoint hash, the config). Tasks receive it as their ``content_key``
-parameter; :func:`keyed` turns it into a Prefect cache key together with the task name and the
+A flow computes one *content key* per stage run (the stage's fingerprint,
+:meth:`flows.tasks.StageTasks.key`: input file hashes, the checkpoint hash, the config). Tasks
+receive it as their ``content_key`` parameter; :func:`keyed` turns it into a Prefect cache key together with the task name and the
 other parameters named.
 
 Where a task's product lives on disk (a refined file, a shard's masks) the key is only given
