@@ -107,3 +107,19 @@ def test_config_validation_and_round_trip() -> None:
         UNetConfig(model_channels=20)
     cfg = PRESETS["tiny"]
     assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_config_from_dict_names_unknown_keys_and_wrong_types() -> None:
+    from segrefiner.errors import CheckpointError, InputError
+    from segrefiner.inference import InferenceConfig
+
+    values = PRESETS["tiny"].to_dict()
+    with pytest.raises(CheckpointError, match=r"UNet config: unknown keys \['widht'\]"):
+        UNetConfig.from_dict({**values, "widht": 3})
+    with pytest.raises(CheckpointError, match=r"UNet config\.model_channels: expected an integer"):
+        UNetConfig.from_dict({**values, "model_channels": "32"})
+    assert InferenceConfig.from_dict({"model_size": 128}) == InferenceConfig(model_size=128)
+    with pytest.raises(InputError, match=r"inference settings: unknown keys \['steps'\]"):
+        InferenceConfig.from_dict({"steps": 6})
+    with pytest.raises(InputError, match=r"inference settings\.batch_size: expected an integer"):
+        InferenceConfig.from_dict({"batch_size": 2.5})
