@@ -18,9 +18,10 @@ from segrefiner.cli.argtypes import add_command, non_negative_int, positive_int
 from segrefiner.errors import InputError
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    # RefineConfig's settings (--checkpoint, required, to --guard) come from its declaration;
-    # the rest say where and how the shards run.
+def _common(p: argparse.ArgumentParser, output_help: str, run: Any) -> None:
+    # What both commands end with: the output; RefineConfig's settings (--checkpoint, required,
+    # to --guard) from its declaration; where and how the shards run; the function they run.
+    p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
     add_options(p, RefineConfig)
     p.add_argument("--shards", type=positive_int, default=1, help="number of shards (default 1)")
     p.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
@@ -32,12 +33,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work-dir", type=Path, default=None, help="where shards keep their state")
     p.add_argument("--overwrite", action="store_true", help="discard a work dir from other inputs")
-
-
-def _output_and_common(p: argparse.ArgumentParser, output_help: str, run: Any) -> None:
-    # what both commands end with: the output, the shared options, the function they run
-    p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
-    _common(p)
     p.set_defaults(func=run)
 
 
@@ -118,7 +113,7 @@ def register_refine_coco(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="annotation file listing the images (default: <images>/../annotations/instances_<images name>.json)",
     )
-    _output_and_common(p, "refined results JSON", run_refine_coco)
+    _common(p, "refined results JSON", run_refine_coco)
 
 
 def run_refine_coco(args: argparse.Namespace) -> int:
@@ -185,7 +180,7 @@ def register_refine_dataset(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="thin: folder of coarse <name>.png (relative to the root)",
     )
-    _output_and_common(p, "output folder", run_refine_dataset)
+    _common(p, "output folder", run_refine_dataset)
 
 
 def run_refine_dataset(args: argparse.Namespace) -> int:

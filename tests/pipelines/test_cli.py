@@ -89,6 +89,6 @@ def test_compile_modes_agree_between_the_stage_and_the_flows() -> None:
     (literal, _none) = typing.get_args(RefineParams.model_fields["compile_mode"].annotation)
     assert typing.get_args(literal) == COMPILE_MODES
     parser = argparse.ArgumentParser()
-    _common(parser)
+    _common(parser, "output", run=None)
     (option,) = [a for a in parser._actions if a.dest == "compile_mode"]
     assert tuple(option.choices) == COMPILE_MODES
