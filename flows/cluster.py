@@ -30,7 +30,6 @@ from pipelines.cluster import local_cluster, visible_gpus
 from services.settings import HOST
 
 __all__ = [
-    "current_runner",
     "gpu_annotation",
     "local_cluster_kwargs",
     "map_tasks",
@@ -97,11 +96,6 @@ def on_cluster(
             yield runner
         finally:
             _RUNNER.reset(token)
-
-
-def current_runner() -> DaskTaskRunner | None:
-    """The runner opened by the innermost :func:`on_cluster`, if any."""
-    return _RUNNER.get()
 
 
 def submit(task: Any, *args: Any, **kwargs: Any) -> Any:
