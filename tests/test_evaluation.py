@@ -157,9 +157,9 @@ def test_cli_eval_hr_demo(demo_ci, tmp_path, capsys) -> None:
     from segrefiner.metrics import pooled_iou
     from segrefiner.model import build_unet
 
-    # the tiny network with a 64 px global pass: its 256 px patches run resized to 64
-    ckpt = tmp_path / "tiny64.pt"
-    save_checkpoint(ckpt, build_unet("tiny", seed=0), {"inference": {"model_size": 64}})
+    # the tiny network with a 32 px global pass: its 256 px patches run resized to 32
+    ckpt = tmp_path / "tiny32.pt"
+    save_checkpoint(ckpt, build_unet("tiny", seed=0), {"inference": {"model_size": 32}})
     out = tmp_path / "hr.json"
     args = ["eval", "hr-demo", "--checkpoint", str(ckpt), "--data", str(demo_ci)]
     assert main([*args, "--sets", "DIS-VD", "BIG", "--json", str(out)]) == 0
@@ -235,7 +235,7 @@ def test_calibration_fits_on_the_training_split_and_embeds(root, tmp_path, capsy
     ckpt = tmp_path / "model.pt"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        save_checkpoint(ckpt, DenoiseUNet(get_preset("tiny")), {"inference": {"model_size": 64}})
+        save_checkpoint(ckpt, DenoiseUNet(get_preset("tiny")), {"inference": {"model_size": 32}})
     out, embedded = tmp_path / "cal.json", tmp_path / "calibrated.pt"
     args = ["eval", "calibrate", "--checkpoint", str(ckpt), "--data", str(root)]
     args += ["--annotations", str(root / "annotations" / "real_eval.json"), "--seeds", "0", "1"]
@@ -247,7 +247,7 @@ def test_calibration_fits_on_the_training_split_and_embeds(root, tmp_path, capsy
     assert f"instance score calibration from {cal.fitted_on['rows']} instances" in printed
     refiner = Refiner.from_checkpoint(embedded)
     assert refiner.calibrations["instance"] == cal
-    assert refiner.config.model_size == 64  # the other saved settings travel with it
+    assert refiner.config.model_size == 32  # the other saved settings travel with it
 
 
 def test_calibration_with_nothing_refined_is_a_clear_error(root, tmp_path) -> None:
@@ -256,7 +256,7 @@ def test_calibration_with_nothing_refined_is_a_clear_error(root, tmp_path) -> No
     from segrefiner.model import build_unet
 
     ckpt = tmp_path / "passes_everything_through.pt"
-    meta = {"inference": {"model_size": 64, "area_thr": 10**9}}  # every instance too small
+    meta = {"inference": {"model_size": 32, "area_thr": 10**9}}  # every instance too small
     save_checkpoint(ckpt, build_unet("tiny", seed=0), meta)
     ann = root / "annotations" / "real_eval.json"
     with pytest.raises(InputError, match="no instance was refined; nothing to calibrate on"):

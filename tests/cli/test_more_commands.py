@@ -20,12 +20,12 @@ def test_refine_dataset_big_through_the_cli(demo_ci: Path, tmp_path: Path, capsy
 
     out = tmp_path / "big"
     argv = ["refine-dataset", "--kind", "big", "--data-root", str(demo_ci), "--folder",
-            "big/test", "--checkpoint", "tiny", "--model-size", "64", "--seed", "4"]  # fmt: skip
+            "big/test", "--checkpoint", "tiny", "--model-size", "32", "--seed", "4"]  # fmt: skip
     assert main([*argv, "-o", str(out)]) == 0
     records = list_samples("big", demo_ci, folder="big/test")
     assert f"refined {len(records)} of {len(records)} images" in capsys.readouterr().out
     api = tmp_path / "api"
-    refine_hr(records, api, RefineConfig("tiny", model_size=64, seed=4))
+    refine_hr(records, api, RefineConfig("tiny", model_size=32, seed=4))
     for rec in records:  # the command line is the stage, byte for byte
         name = f"{rec.name}_refine.png"
         assert (out / name).read_bytes() == (api / name).read_bytes(), name

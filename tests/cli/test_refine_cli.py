@@ -32,7 +32,7 @@ def test_refine_one_photo_with_a_preset(pair, tmp_path: Path, mode: str, capsys)
 def test_refine_with_a_checkpoint_file(pair, tmp_path: Path) -> None:
     image, mask = pair
     ckpt = tmp_path / "demo_tiny.pt"
-    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 64}})
+    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 32}})
     out1, out2 = tmp_path / "a.png", tmp_path / "b.png"
     base = ["refine", "--checkpoint", str(ckpt), "--image", str(image), "--mask", str(mask)]
     assert main([*base, "-o", str(out1)]) == 0
@@ -87,8 +87,8 @@ def test_guard_on_the_command_line_matches_the_api(pair, tmp_path: Path, capsys)
 
     image, mask = pair
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 64}})
-    api = Refiner.from_checkpoint(ckpt, seed=0, config=InferenceConfig(model_size=64))
+    save_checkpoint(ckpt, build_unet("tiny"), meta={"inference": {"model_size": 32}})
+    api = Refiner.from_checkpoint(ckpt, seed=0, config=InferenceConfig(model_size=32))
     coarse = read_mask(mask)
     want, score = api.refine_instances(read_image(image), coarse[None], return_scores=True)
     base = ["refine", "--checkpoint", str(ckpt), "--image", str(image), "--mask", str(mask)]

@@ -29,7 +29,7 @@ def test_refines_with_the_shipped_model_of_the_mode(
     shipped = tmp_path / "shipped"
     # Only the mode's own file is there: the other one would fail with "file not found".
     save_checkpoint(
-        shipped / SHIPPED[mode], build_unet("tiny"), meta={"inference": {"model_size": 64}}
+        shipped / SHIPPED[mode], build_unet("tiny"), meta={"inference": {"model_size": 32}}
     )
     monkeypatch.setenv(CHECKPOINTS_ENV, str(shipped))
     out = tmp_path / "out" / "refined.png"

@@ -41,7 +41,7 @@ def test_evaluate_coco_results(demo_ci, coco_two_images, mlflow_store, tmp_path)
     refined = tmp_path / "refined.segm.json"
     refine_coco(
         coco_two_images, gt, demo_ci / "coco/val2017", refined,
-        RefineConfig("tiny", model_size=64, seed=2),
+        RefineConfig("tiny", model_size=32, seed=2),
     )  # fmt: skip
     result, table = _evaluate(
         tmp_path,
@@ -75,7 +75,7 @@ def test_evaluate_big_folders(demo_ci, mlflow_store, tmp_path) -> None:
 
     records = list_samples("big", demo_ci, folder="big/test")
     out = tmp_path / "refined"
-    refine_hr(records, out, RefineConfig("tiny", model_size=64, seed=1, batch_size=4))
+    refine_hr(records, out, RefineConfig("tiny", model_size=32, seed=1, batch_size=4))
     folder = demo_ci / "big" / "test"
     _, table = _evaluate(tmp_path, "big", folder, out, folder, report=ReportParams(gallery_size=1))
     want = evaluate_mask_folders(folder, out, folder, "big")

@@ -10,7 +10,7 @@ import pytest
 
 from flows.params import ClusterParams, ReevaluateParams, RefineParams, ReportParams
 
-TINY = RefineParams(checkpoint="tiny", model_size=64, batch_size=8)
+TINY = RefineParams(checkpoint="tiny", model_size=32, batch_size=8)
 
 
 def params(demo: Path, tmp: Path) -> ReevaluateParams:

@@ -17,8 +17,8 @@ from flows.params import (
     ReportParams,
 )
 
-# The random `tiny` network at 64 px: the wiring is under test, not the model.
-TINY = RefineParams(checkpoint="tiny", model_size=64, batch_size=8)
+# The random `tiny` network at 32 px: the wiring is under test, not the model.
+TINY = RefineParams(checkpoint="tiny", model_size=32, batch_size=8)
 THREADS = ClusterParams(n_workers=1, processes=False)
 
 
@@ -96,7 +96,7 @@ def test_refine_coco_end_to_end(demo_ci, coco_two_images, mlflow_store, tmp_path
     assert run.data.tags["dataset"] == "coco-demo"
     assert run.data.tags["checkpoint.sha256"] == "preset:tiny"
     assert run.data.tags["prefect.flow_run_id"]
-    assert run.data.params["refine.model_size"] == "64"
+    assert run.data.params["refine.model_size"] == "32"
     for key in ("coarse/lvis_mask_AP", "refined/lvis_mask_AP", "delta/lvis_boundary_AP"):
         assert key in run.data.metrics, key
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}

@@ -67,7 +67,7 @@ def coco_inputs(demo_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     image_list = demo_ci / "coco/annotations/instances_val2017.json"
     image_root = demo_ci / "coco/val2017"
     refined = folder / "refined.segm.json"
-    refine_coco(coarse, image_list, image_root, refined, RefineConfig("tiny", model_size=64))
+    refine_coco(coarse, image_list, image_root, refined, RefineConfig("tiny", model_size=32))
     return {
         "coarse": str(coarse),
         "refined": str(refined),
@@ -92,7 +92,7 @@ def dis_inputs(demo_ci: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
     out = tmp_path_factory.mktemp("evaluate-hr") / "masks"
     records = list_samples("dis", demo_ci, sets=("DIS-TE1", "DIS-VD"), segmentor="isnet")
-    refine_hr(records, out, RefineConfig("tiny", model_size=64, seed=1, batch_size=4))
+    refine_hr(records, out, RefineConfig("tiny", model_size=32, seed=1, batch_size=4))
     evaluation = evaluation_for("dis", records, demo_ci / "dis")
     assert len(evaluation.sets) == 2
     return {"evaluation": evaluation, "pred_root": str(out), "refine_work": str(out / ".work")}

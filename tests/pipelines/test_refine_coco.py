@@ -18,7 +18,7 @@ from pipelines.stores import MaskStore
 from segrefiner import rle
 from segrefiner.errors import InputError
 
-CONFIG = RefineConfig(checkpoint="tiny", seed=5, model_size=64, batch_size=8)
+CONFIG = RefineConfig(checkpoint="tiny", seed=5, model_size=32, batch_size=8)
 
 
 def _inputs(demo: Path) -> tuple[Path, Path, Path]:
@@ -115,7 +115,7 @@ def test_resume_after_a_kill_skips_finished_shards(
 
 def test_other_settings_need_a_new_work_dir(demo_ci: Path, one_shard) -> None:
     out1, _ = one_shard
-    other = RefineConfig(checkpoint="tiny", seed=6, model_size=64)
+    other = RefineConfig(checkpoint="tiny", seed=6, model_size=32)
     with pytest.raises(InputError, match="other inputs or settings"):
         prepare_refine_coco(*_inputs(demo_ci), out1.with_name("refined.segm.work"), other)
 
@@ -172,7 +172,7 @@ def test_stage_matches_the_public_api(demo_ci: Path, one_shard) -> None:
     res = load_segmentor_results(results, load_coco_instances(annotations, images))
     torch.manual_seed(0)  # the stage builds preset weights under seed 0
     refiner = Refiner(
-        DenoiseUNet(get_preset("tiny")), seed=CONFIG.seed, config=InferenceConfig(model_size=64)
+        DenoiseUNet(get_preset("tiny")), seed=CONFIG.seed, config=InferenceConfig(model_size=32)
     )
     for group in res:
         masks = np.stack([d.mask() for d in group.detections])

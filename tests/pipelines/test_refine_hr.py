@@ -13,7 +13,7 @@ from pipelines.stores import MaskStore
 from segrefiner.errors import InputError
 from segrefiner.io import read_mask
 
-CONFIG = RefineConfig(checkpoint="tiny", seed=1, model_size=64, batch_size=4)
+CONFIG = RefineConfig(checkpoint="tiny", seed=1, model_size=32, batch_size=4)
 
 
 def _pngs(folder: Path) -> dict[str, bytes]:
