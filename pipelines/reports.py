@@ -223,8 +223,43 @@ def gallery_order(rows: Sequence[dict[str, Any]], sort: str, changed: Any) -> li
     raise ValueError(f"gallery sort: expected 'changed' or 'score', got {sort!r}")
 
 
+_GAP = 8  # pixels between gallery panels
+_CAPTION = 30  # pixels above each panel for its caption (two lines at 8 pt)
+_DPI = 80
+
+
+def gallery_canvas(items: Sequence[GalleryItem]) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """The gallery's pixels and captions: one line per item, coarse / refined / ground truth
+    overlays with the item's long side fitted to ``_PANEL`` pixels, on white. Returns
+    ``(canvas, captions)``: ``canvas`` (H, W, 3) uint8 RGB; ``captions`` ``(x, y, text)``,
+    ``y`` the caption's baseline row (pixels from the top)."""
+    images = [fit(item.image) for item in items]
+    height = _GAP + sum(_CAPTION + image.shape[0] + _GAP for image in images)
+    canvas = np.full((height, _GAP + 3 * (_PANEL + _GAP), 3), 255, np.uint8)
+    captions: list[tuple[int, int, str]] = []
+    top = _GAP + _CAPTION
+    for item, image in zip(items, images, strict=True):
+        h, w = image.shape[:2]
+        panels = [("coarse", item.coarse, COARSE_COLOR), ("refined", item.refined, REFINED_COLOR)]
+        panels.append(("ground truth", item.gt, GT_COLOR))
+        for col, (name, mask, color) in enumerate(panels):
+            left = _GAP + col * (_PANEL + _GAP)
+            if mask is None:
+                name = f"{name}: none"
+            else:
+                x = left + (_PANEL - w) // 2
+                canvas[top : top + h, x : x + w] = _overlay(image, fit(mask, nearest=True), color)
+            if col == 0:
+                title = item.title if len(item.title) <= 44 else "..." + item.title[-41:]
+                name = f"{title}\n{name}"
+            captions.append((left, top - 4, name))
+        top += h + _GAP + _CAPTION
+    return canvas, captions
+
+
 def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path | None:
-    """One line per item: coarse / refined / ground truth overlays. ``None`` if no items."""
+    """One line per item: coarse / refined / ground truth overlays (:func:`gallery_canvas`),
+    captions in matplotlib's font. ``None`` if no items."""
     if not items:
         return None
     import matplotlib
@@ -232,39 +267,30 @@ def draw_gallery(items: Sequence[GalleryItem], path: str | os.PathLike) -> Path 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = 3
-    fig, axes = plt.subplots(
-        len(items), cols, figsize=(3.0 * cols, 3.0 * len(items)), squeeze=False
-    )
-    for line, item in zip(axes, items):
-        image = fit(item.image)
-        panels = [("coarse", item.coarse, COARSE_COLOR), ("refined", item.refined, REFINED_COLOR)]
-        panels.append(("ground truth", item.gt, GT_COLOR))
-        for ax, (name, mask, color) in zip(line, panels):
-            ax.axis("off")
-            if mask is None:
-                ax.set_title(f"{name}: none", fontsize=8)
-                continue
-            ax.imshow(_overlay(image, fit(mask, nearest=True), color))
-            ax.set_title(name, fontsize=8)
-        title = item.title if len(item.title) <= 44 else "..." + item.title[-41:]
-        line[0].set_title("")
-        line[0].set_title(f"{title}\ncoarse", fontsize=8, loc="left")
-    return _save_png(fig, path)
+    canvas, captions = gallery_canvas(items)
+    height, width = canvas.shape[:2]
+    # The canvas is drawn pixel for pixel (no axes to lay out, no resampling).
+    fig = plt.figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+    fig.figimage(canvas, 0, 0, origin="upper")
+    for x, y, text in captions:
+        fig.text(x / width, 1 - y / height, text, fontsize=8, ha="left", va="baseline")
+    return _save_png(fig, path, layout=False)
 
 
 # --------------------------------------------------------------------------- plot
 
 
-def _save_png(fig: Any, path: str | os.PathLike) -> Path:
-    """Lay out ``fig``, write it as a PNG atomically (folders made as needed) and close it."""
+def _save_png(fig: Any, path: str | os.PathLike, layout: bool = True) -> Path:
+    """Lay out ``fig`` (``layout``: matplotlib's tight layout), write it as a PNG atomically
+    (folders made as needed) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+        fig.savefig(tmp, format="png", dpi=_DPI)
     plt.close(fig)
     return path
 

@@ -1,10 +1,22 @@
-"""The score's report pieces: gallery order, histogram picture, MLflow metrics."""
+"""The report pieces: gallery order and pixels, histogram picture, MLflow metrics."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 
-from pipelines.reports import draw_score_histogram, gallery_order, score_metrics
+from pipelines.reports import (
+    COARSE_COLOR,
+    GT_COLOR,
+    REFINED_COLOR,
+    GalleryItem,
+    draw_gallery,
+    draw_score_histogram,
+    gallery_canvas,
+    gallery_order,
+    score_metrics,
+)
 from segrefiner.inference.score import score_histogram
 
 ROWS = [
@@ -34,3 +46,40 @@ def test_histogram_picture_and_metrics(tmp_path) -> None:
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert draw_score_histogram(score_histogram([]), tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists() and score_metrics(None) == {}
+
+
+def test_gallery_pixels_and_captions(tmp_path) -> None:
+    # A 100 x 50 grey image (fitted to 256 x 128) with a square mask; a 25 x 50 one (fitted to
+    # 128 x 256) without ground truth and with a long title.
+    image = np.full((100, 50, 3), 100, np.uint8)
+    mask = np.zeros((100, 50), bool)
+    mask[40:60, 15:35] = True
+    items = [
+        GalleryItem("first", image, mask, mask, mask),
+        GalleryItem("x" * 50, image[:25], mask[:25], mask[:25], None),
+    ]
+    canvas, captions = gallery_canvas(items)
+    gap, caption, panel = 8, 30, 256
+    assert canvas.shape == (
+        gap + (caption + 256 + gap) + (caption + 128 + gap),
+        gap + 3 * (panel + gap),
+        3,
+    )
+    top, left = gap + caption, gap + (panel - 128) // 2
+    for col, color in enumerate((COARSE_COLOR, REFINED_COLOR, GT_COLOR)):
+        x = left + col * (panel + gap)
+        assert (canvas[top + 5, x + 5] == 75).all()  # the image, darkened to 3/4
+        centre = canvas[top + 128, x + 64].astype(int)  # inside the mask: tinted by its colour
+        assert np.abs(centre - (75 * 0.45 + np.array(color) * 0.55)).max() <= 1
+        assert (canvas[top + 5, x - 2] == 255).all()  # white between panels
+    second = top + 256 + gap + caption
+    assert (canvas[second + 5, left + 2 * (panel + gap) + 5] == 255).all()  # no ground truth
+    assert captions[0] == (gap, top - 4, "first\ncoarse")
+    assert captions[3][2] == "..." + "x" * 41 + "\ncoarse"
+    assert captions[5] == (gap + 2 * (panel + gap), second - 4, "ground truth: none")
+    path = draw_gallery(items, tmp_path / "gallery.png")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    drawn = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert drawn.shape == canvas.shape  # drawn pixel for pixel: the panels are the canvas's
+    assert np.array_equal(drawn[top : top + 256], canvas[top : top + 256])
+    assert draw_gallery([], tmp_path / "none.png") is None

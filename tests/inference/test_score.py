@@ -150,7 +150,7 @@ def test_unrefined_instances_have_no_score(photo) -> None:
 
 def test_semantic_guard_and_score(photo) -> None:
     coarse = blob_mask(photo.shape[:2], (200, 190), 100)
-    cfg = FAST.replace(patch_size=64)
+    cfg = FAST.replace(model_size=32, patch_size=64)
     free_mask, score = _refiner(cfg).refine(photo, coarse, return_score=True)
     assert np.isfinite(score) and (free_mask != coarse).any()
     below = _refiner(cfg.replace(guard=score + 1e-6)).refine_detailed(photo, coarse)

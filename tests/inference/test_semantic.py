@@ -130,7 +130,7 @@ def test_group_packs_images_and_matches_one_at_a_time(photo) -> None:
     torch.manual_seed(0)
     model = build_unet("tiny").eval()
     diffusion = DiscreteDiffusion()
-    cfg = InferenceConfig(model_size=64, patch_size=64, batch_size=3)
+    cfg = InferenceConfig(model_size=32, patch_size=64, batch_size=3)
     rng = np.random.default_rng(1)
     small = rng.integers(0, 255, (48, 60, 3), dtype=np.uint8)  # smaller than a patch
     empty = np.zeros(photo.shape[:2], bool)
