@@ -230,8 +230,14 @@ def extract_state_dict(
     return out
 
 
-def load_weights(model: DenoiseUNet, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model`` strictly; the error lists every mismatch."""
+def load_weights(
+    model: DenoiseUNet, state: Mapping[str, torch.Tensor], source: str, *, assign: bool = False
+) -> None:
+    """Copy ``state`` into ``model`` strictly; the error lists every mismatch.
+
+    ``assign``: ``model`` was built on the meta device (placeholders, no memory, no random
+    initialisation): its tensors become ``state``'s, cast to the model's dtypes (a file stored
+    in half precision loads as float32)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -250,7 +256,9 @@ def load_weights(model: DenoiseUNet, state: Mapping[str, torch.Tensor], source: 
             parts.append(f"{len(shapes)} shape mismatches: {_preview(shapes)}")
         raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(parts))
     check_finite(state, source)
-    model.load_state_dict(state, strict=True)
+    if assign:
+        state = {k: v.to(dtype=expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=assign)
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -319,8 +327,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[DenoiseUNet, dict[str, Any
     else:
         config = infer_config(state)
         meta = {"format": "official", "preset": _preset_name(config)}
-    model = DenoiseUNet(config)
-    load_weights(model, state, str(path))
+    with torch.device("meta"):  # every weight comes from the file: no random initialisation
+        model = DenoiseUNet(config)
+    load_weights(model, state, str(path), assign=True)
     meta["config"] = config
     return model.eval(), meta
 

@@ -42,6 +42,25 @@ def test_own_checkpoint_round_trip(tmp_path: Path) -> None:
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temporary file
 
 
+def test_half_precision_files_load_as_float32_without_placeholders(tmp_path: Path) -> None:
+    # Files may store their weights in half precision; the network is built without memory
+    # (meta device) and takes the file's tensors: none may stay a placeholder or half.
+    model = build_unet("tiny", seed=1)
+    half = {k: v.half() for k, v in model.state_dict().items()}
+    path = tmp_path / "half.pth"
+    torch.save({"denoise_model." + k: v for k, v in half.items()}, path)
+    loaded, meta = load_checkpoint(path)
+    assert meta["preset"] == "tiny"
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert {(t.device.type, t.dtype) for t in tensors} == {("cpu", torch.float32)}
+    assert all(p.requires_grad for p in loaded.parameters()) and not loaded.training
+    state = loaded.state_dict()
+    assert all(torch.equal(state[k], v.float()) for k, v in half.items())
+    with torch.no_grad():
+        out = loaded(torch.zeros(1, 4, 32, 32), torch.tensor([2]))
+    assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+
+
 def test_official_format_tiny_with_wrappers(tmp_path: Path) -> None:
     model = build_unet("tiny")
     official = tmp_path / "official.pth"
@@ -73,7 +92,7 @@ def test_official_preset_loads_released_format(tmp_path: Path, official_model) -
     strictly into the official network and reproduces the golden logits."""
     path = tmp_path / "segrefiner_lr_latest.pth"
     export_official(path, official_model)
-    raw = torch.load(path, weights_only=True)
+    raw = torch.load(path, weights_only=True, mmap=True)  # the names only: nothing read
     names = [
         row.split("\t")[0]
         for row in (ASSETS / "official_state_dict.tsv").read_text().splitlines()[1:]
