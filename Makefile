@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml requirements-extra.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[pipeline,flows,dev]'
 	$(BIN)/pip install -q --no-deps -r requirements-extra.txt
+	# Byte-compile the project once here, as an install does (the editable install does not):
+	# otherwise every first process of a fresh clone (test workers, CLI runs) compiles it.
+	$(BIN)/python -m compileall -q -j 0 segrefiner pipelines flows services
 	touch $(STAMP)
 
 venv: $(STAMP)

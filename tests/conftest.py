@@ -31,14 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Keep tests that share an expensive session fixture on one xdist worker (``make test``
     runs ``-n 2 --dist loadgroup``), so it is built once.
 
-    The tests that run flows share one temporary Prefect server per worker (tens of seconds to
-    start); grouped, only one worker starts it. The other tests under ``tests/flows`` need no
-    server and go wherever the load is lowest. The tests of the official network share its
-    118.6 M golden weights (seconds to draw). Without xdist the marks do nothing.
+    The tests that run flows share one temporary Prefect server per worker (seconds to start)
+    and a migrated MLflow database template (seconds to migrate); grouped, only one worker makes
+    them. The other tests under ``tests/flows`` need neither and go wherever the load is lowest.
+    The tests of the official network share its 118.6 M golden weights (seconds to draw).
+    Without xdist the marks do nothing.
     """
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if "prefect_server" in fixtures:
+        if {"prefect_server", "mlflow_template"} & fixtures:
             item.add_marker(pytest.mark.xdist_group("flows"))
         elif {"official_model", "golden_weights"} & fixtures:
             item.add_marker(pytest.mark.xdist_group("official"))
