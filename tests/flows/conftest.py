@@ -24,12 +24,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     results in a local folder and use no server-side blocks), and its database starts from the
     installed Prefect version's migrated schema (:mod:`tests.flows.prefect_schema`) instead of
     running every migration: about 5 s instead of 17 s on 2 cores. Without that file for the
-    installed version, the server migrates as usual.
+    installed version, the server migrates as usual. Flow and task logs stay in this process
+    (no test reads them from the API; sending them costs both sides CPU time).
     """
     import prefect.testing.utilities
     from prefect.settings import (
         PREFECT_API_BLOCKS_REGISTER_ON_START,
         PREFECT_API_DATABASE_MIGRATE_ON_START,
+        PREFECT_LOGGING_TO_API_ENABLED,
         PREFECT_RESULTS_LOCAL_STORAGE_PATH,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         temporary_settings,
@@ -49,6 +51,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 {
                     PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(storage),
                     PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                    PREFECT_LOGGING_TO_API_ENABLED: False,
                     PREFECT_API_BLOCKS_REGISTER_ON_START: False,
                     PREFECT_API_DATABASE_MIGRATE_ON_START: not seeded,
                 }
