@@ -97,12 +97,14 @@ def golden_weights() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def official_model(golden_weights):
     """The official preset with the golden weights, built once per session (118.6 M params)."""
+    from segrefiner.checkpoint import load_weights
     from segrefiner.model import DenoiseUNet, get_preset
 
     with torch.device("meta"):  # no random initialisation: every weight is a golden one
         model = DenoiseUNet(get_preset("official"))
     # copies: a test that changes a weight in place leaves golden_weights as they are
-    model.load_state_dict({k: v.clone() for k, v in golden_weights.items()}, assign=True)
+    copies = {k: v.clone() for k, v in golden_weights.items()}
+    load_weights(model, copies, "golden weights", assign=True)
     return model.eval()
 
 
