@@ -430,3 +430,46 @@ def save_with_calibration(
         calibration.mode: calibration.as_dict(),
     }
     save_with_meta(source, path, {"score_calibration": calibrations})
+
+
+def interpolate_checkpoints(
+    start: str | os.PathLike,
+    end: str | os.PathLike,
+    alpha: float,
+    path: str | os.PathLike,
+    updates: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``(1 - alpha) * start + alpha * end``, weight by weight, to ``path``.
+
+    For a fine-tuned model (``end``) and the weights it was fine-tuned from (``start``) this
+    is weight-space ensembling ("WiSE-FT", Wortsman et al., CVPR 2022): an ``alpha`` between 0
+    and 1 trades what the fine-tune learned against what the starting model kept. Both files
+    must hold the same architecture. The result carries ``end``'s saved ``meta`` plus an
+    ``"interpolation"`` record (both files' names and sha256, ``alpha``) and ``updates``.
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"interpolate_checkpoints: alpha must be in [0, 1], got {alpha}")
+    model_a, _ = load_checkpoint(start)
+    model_b, meta = load_checkpoint(end)
+    if model_a.config != model_b.config:
+        raise CheckpointError(
+            f"{start} and {end} hold different architectures; only the same network "
+            "can be interpolated"
+        )
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    mixed = {
+        k: torch.lerp(state_a[k].float(), b.float(), alpha).to(b.dtype)
+        if b.is_floating_point() else b  # integer buffers (counters) are not blended
+        for k, b in state_b.items()
+    }  # fmt: skip
+    load_weights(model_b, mixed, f"{start} x {end}")
+    saved = {k: v for k, v in meta.items() if k not in _LOADED_KEYS}
+    record = {
+        "start": Path(start).name,
+        "start_sha256": file_sha256(start),
+        "end": Path(end).name,
+        "end_sha256": file_sha256(end),
+        "alpha": alpha,
+    }
+    save_checkpoint(path, model_b, {**saved, "interpolation": record, **dict(updates or {})})

@@ -9,11 +9,13 @@ import torch
 
 from segrefiner.checkpoint import (
     export_official,
+    interpolate_checkpoints,
     load_checkpoint,
     load_model,
     save_checkpoint,
 )
-from segrefiner.errors import CheckpointError
+from segrefiner.errors import CheckpointError, InputError
+from segrefiner.io import file_sha256
 from segrefiner.model import DenoiseUNet, build_unet
 from tests.conftest import ASSETS
 
@@ -153,3 +155,34 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
         load_model(tmp_path / "nope.pth")
     with pytest.raises(CheckpointError, match="not found"):
         load_model("huge")
+
+
+def test_interpolated_checkpoint_is_the_weighted_mean(tmp_path: Path) -> None:
+    start, end = build_unet("tiny", seed=1), build_unet("tiny", seed=2)
+    save_checkpoint(tmp_path / "a.pt", start, meta={"step": 5})
+    save_checkpoint(tmp_path / "b.pt", end, meta={"step": 9, "inference": {"local_mask": "coarse"}})
+    interpolate_checkpoints(
+        tmp_path / "a.pt", tmp_path / "b.pt", 0.25, tmp_path / "mix.pt", {"note": "x"}
+    )
+    mixed, meta = load_checkpoint(tmp_path / "mix.pt")
+    sa, sb, sm = start.state_dict(), end.state_dict(), mixed.state_dict()
+    for key in sm:
+        torch.testing.assert_close(sm[key], 0.75 * sa[key] + 0.25 * sb[key], rtol=1e-6, atol=1e-7)
+    assert meta["step"] == 9 and meta["inference"] == {"local_mask": "coarse"}
+    assert meta["note"] == "x"
+    record = meta["interpolation"]
+    assert (record["start"], record["end"], record["alpha"]) == ("a.pt", "b.pt", 0.25)
+    assert record["end_sha256"] == file_sha256(tmp_path / "b.pt")
+    # the ends reproduce their files exactly
+    interpolate_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", 1.0, tmp_path / "end.pt")
+    assert _same_weights(load_checkpoint(tmp_path / "end.pt")[0], end)
+
+
+def test_interpolation_refuses_bad_alpha_and_other_networks(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "a.pt", build_unet("tiny"))
+    save_checkpoint(tmp_path / "c.pt", build_unet("small"))
+    with pytest.raises(InputError, match=r"alpha must be in \[0, 1\], got 1.5"):
+        interpolate_checkpoints(tmp_path / "a.pt", tmp_path / "a.pt", 1.5, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="different architectures"):
+        interpolate_checkpoints(tmp_path / "a.pt", tmp_path / "c.pt", 0.5, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
