@@ -54,3 +54,16 @@ def test_strict_errors(tmp_path: Path, text: str, match: str) -> None:
 def test_bad_override() -> None:
     with pytest.raises(InputError, match="KEY=VALUE"):
         load_config(Train, None, ["iters"])
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_loads(recipe: Path) -> None:
+    """A recipe named in checkpoints/README.md must stay loadable as the code changes."""
+    from segrefiner.training.config import load_train_config
+
+    config = load_train_config(recipe)
+    assert config.name == recipe.stem
+    assert config.checkpoint.dir == f"runs/{recipe.stem}"
