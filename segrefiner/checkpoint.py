@@ -444,7 +444,8 @@ def interpolate_checkpoints(
     For a fine-tuned model (``end``) and the weights it was fine-tuned from (``start``) this
     is weight-space ensembling ("WiSE-FT", Wortsman et al., CVPR 2022): an ``alpha`` between 0
     and 1 trades what the fine-tune learned against what the starting model kept. Both files
-    must hold the same architecture. The result carries ``end``'s saved ``meta`` plus an
+    must hold the same architecture. The result carries ``end``'s saved ``meta`` (less its
+    score calibrations, which were fitted to ``end``'s weights, not the blend's) plus an
     ``"interpolation"`` record (both files' names and sha256, ``alpha``) and ``updates``.
     """
     alpha = float(alpha)
@@ -464,7 +465,7 @@ def interpolate_checkpoints(
         for k, b in state_b.items()
     }  # fmt: skip
     load_weights(model_b, mixed, f"{start} x {end}")
-    saved = {k: v for k, v in meta.items() if k not in _LOADED_KEYS}
+    saved = {k: v for k, v in meta.items() if k not in (*_LOADED_KEYS, "score_calibration")}
     record = {
         "start": Path(start).name,
         "start_sha256": file_sha256(start),

@@ -160,7 +160,8 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
 def test_interpolated_checkpoint_is_the_weighted_mean(tmp_path: Path) -> None:
     start, end = build_unet("tiny", seed=1), build_unet("tiny", seed=2)
     save_checkpoint(tmp_path / "a.pt", start, meta={"step": 5})
-    save_checkpoint(tmp_path / "b.pt", end, meta={"step": 9, "inference": {"local_mask": "coarse"}})
+    end_meta = {"step": 9, "inference": {"local_mask": "coarse"}, "score_calibration": {"x": 1}}
+    save_checkpoint(tmp_path / "b.pt", end, meta=end_meta)
     interpolate_checkpoints(
         tmp_path / "a.pt", tmp_path / "b.pt", 0.25, tmp_path / "mix.pt", {"note": "x"}
     )
@@ -170,6 +171,7 @@ def test_interpolated_checkpoint_is_the_weighted_mean(tmp_path: Path) -> None:
         torch.testing.assert_close(sm[key], 0.75 * sa[key] + 0.25 * sb[key], rtol=1e-6, atol=1e-7)
     assert meta["step"] == 9 and meta["inference"] == {"local_mask": "coarse"}
     assert meta["note"] == "x"
+    assert "score_calibration" not in meta  # fitted to the end's weights, not the blend's
     record = meta["interpolation"]
     assert (record["start"], record["end"], record["alpha"]) == ("a.pt", "b.pt", 0.25)
     assert record["end_sha256"] == file_sha256(tmp_path / "b.pt")
