@@ -108,20 +108,13 @@ def _real_items(
 
 
 def _demo_items(root: str) -> Iterator[tuple[str, object, np.ndarray, np.ndarray, object]]:
-    from segrefiner.data.folders import load_sample, read_big, read_dis
+    from segrefiner.data.folders import load_sample
+    from segrefiner.training.demo import hr_demo_records
 
-    records = [(r.split, r) for r in read_dis(root, ["DIS-VD", "DIS-TE1"], segmentor="isnet",
-                                                require_coarse=True)]  # fmt: skip
-    records += [("BIG", r) for r in read_big(root, "big/test", require_coarse=True)]
-    for name, record in records:
+    for name, record in hr_demo_records(root):
         sample = load_sample(record)
-        yield (
-            name,
-            sample.image,
-            sample.gt.astype(bool),
-            sample.coarse.astype(bool),
-            record.sample_id,
-        )
+        gt, coarse = sample.gt.astype(bool), sample.coarse.astype(bool)
+        yield name, sample.image, gt, coarse, record.sample_id
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -407,6 +407,12 @@ def export_official(path: str | os.PathLike, model: DenoiseUNet) -> None:
 _LOADED_KEYS = ("format", "preset", "library_version", "config")  # added by load_checkpoint
 
 
+def _saved_meta(meta: Mapping[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a file saved in its ``meta``, from :func:`load_checkpoint`'s metadata (less the
+    entries it adds and ``drop``)."""
+    return {k: v for k, v in meta.items() if k not in (*_LOADED_KEYS, *drop)}
+
+
 def save_with_meta(
     source: str | os.PathLike, path: str | os.PathLike, updates: Mapping[str, Any]
 ) -> None:
@@ -414,8 +420,7 @@ def save_with_meta(
     updated by ``updates`` (e.g. a score calibration). An official checkpoint becomes a file
     of this project's format with the same weights."""
     model, meta = load_checkpoint(source)
-    saved = {k: v for k, v in meta.items() if k not in _LOADED_KEYS}
-    save_checkpoint(path, model, {**saved, **dict(updates)})
+    save_checkpoint(path, model, {**_saved_meta(meta), **dict(updates)})
 
 
 def save_with_calibration(
@@ -465,7 +470,7 @@ def interpolate_checkpoints(
         for k, b in state_b.items()
     }  # fmt: skip
     load_weights(model_b, mixed, f"{start} x {end}")
-    saved = {k: v for k, v in meta.items() if k not in (*_LOADED_KEYS, "score_calibration")}
+    saved = _saved_meta(meta, drop=("score_calibration",))
     record = {
         "start": Path(start).name,
         "start_sha256": file_sha256(start),

@@ -167,6 +167,31 @@ def _evaluate(
 HR_DEMO_SETS = ("DIS-VD", "DIS-TE1", "BIG")
 
 
+def hr_demo_records(
+    data_root: str | os.PathLike = "data/demo",
+    sets: tuple[str, ...] = HR_DEMO_SETS,
+    segmentor: str = "isnet",
+) -> list[tuple[str, Any]]:
+    """The demo's high-resolution samples as ``(set name, SampleRecord)``: the DIS splits of
+    ``sets`` (each image's ``dis/coarse/<segmentor>/<split>`` mask), then ``BIG``
+    (``big/test``, its ``*_seg.png`` masks) if named."""
+    from segrefiner.data.folders import read_big, read_dis
+
+    unknown = [s for s in sets if s != "BIG" and not s.startswith("DIS-")]
+    if unknown:
+        raise InputError(f"sets: unknown {unknown}; expected DIS splits (DIS-VD, ...) or BIG")
+    dis_sets = [s for s in sets if s != "BIG"]
+    records: list[tuple[str, Any]] = []
+    if dis_sets:
+        records += [
+            (r.split, r)
+            for r in read_dis(data_root, dis_sets, segmentor=segmentor, require_coarse=True)
+        ]
+    if "BIG" in sets:
+        records += [("BIG", r) for r in read_big(data_root, "big/test", require_coarse=True)]
+    return records
+
+
 def evaluate_hr_demo(
     checkpoint: str | os.PathLike,
     data_root: str | os.PathLike = "data/demo",
@@ -187,27 +212,16 @@ def evaluate_hr_demo(
     """
     import torch
 
-    from segrefiner.data.folders import load_sample, read_big, read_dis
+    from segrefiner.data.folders import load_sample
     from segrefiner.metrics import mean_boundary_accuracy, pooled_iou
     from segrefiner.refiner import Refiner
 
-    unknown = [s for s in sets if s != "BIG" and not s.startswith("DIS-")]
-    if unknown:
-        raise InputError(f"sets: unknown {unknown}; expected DIS splits (DIS-VD, ...) or BIG")
+    records = hr_demo_records(data_root, sets, segmentor)
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         refiner = Refiner.from_checkpoint(checkpoint, device=device, seed=seed)
-        dis_sets = [s for s in sets if s != "BIG"]
-        records = []
-        if dis_sets:
-            records += [
-                (r.split, r)
-                for r in read_dis(data_root, dis_sets, segmentor=segmentor, require_coarse=True)
-            ]
-        if "BIG" in sets:
-            records += [("BIG", r) for r in read_big(data_root, "big/test", require_coarse=True)]
         items: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {}
         for name, record in records:
             sample = load_sample(record)
