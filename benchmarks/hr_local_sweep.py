@@ -8,7 +8,9 @@ kept, and the result is re-decided two ways:
 * ``t<tau>``: the probability thresholded at ``tau`` instead of 0.5 (``t0.5`` is the refiner's
   own output);
 * ``band<r>``: the refined mask where the pixel lies within ``r`` px of the coarse mask's
-  boundary, the coarse mask farther away (does the model flip whole regions?).
+  boundary, the coarse mask farther away (does the model flip whole regions?);
+* ``add`` / ``remove``: only the pixels the network turns on (coarse | refined) or only those
+  it turns off (coarse & refined).
 
 Scores per set, pooled IoU / mBA / mean IoU (x100), against the coarse masks:
 
@@ -84,6 +86,8 @@ def variants(coarse: np.ndarray, refined: np.ndarray, prob: np.ndarray | None) -
         out = {f"t{t:g}": prob >= t for t in TAUS}
     dist = _distance_to_boundary(coarse)
     out.update({f"band{r}": np.where(dist <= r, refined, coarse) for r in BANDS})
+    out["add"] = coarse | refined  # only the pixels the network turns on
+    out["remove"] = coarse & refined  # only the pixels it turns off
     return out
 
 

@@ -48,3 +48,7 @@ def test_tapped_probability_is_what_the_refiner_thresholds() -> None:
     far = sweep._distance_to_boundary(coarse) > 4
     np.testing.assert_array_equal(out["band4"][far], coarse[far])
     np.testing.assert_array_equal(out["band4"][~far], refined[~far])
+    # the split of the change: additions only, removals only
+    np.testing.assert_array_equal(out["add"], coarse | refined)
+    np.testing.assert_array_equal(out["remove"], coarse & refined)
+    assert not (out["add"] < coarse).any() and not (out["remove"] > coarse).any()
