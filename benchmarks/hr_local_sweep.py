@@ -3,7 +3,7 @@ from one refinement per mask.
 
 Each mask is refined once with the checkpoint's own settings. The final foreground
 probability (the mean patch probability where patches cover, the base mask elsewhere) is
-kept, and the result is re-decided two ways:
+kept, and the result is re-decided these ways:
 
 * ``t<tau>``: the probability thresholded at ``tau`` instead of 0.5 (``t0.5`` is the refiner's
   own output);
